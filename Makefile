@@ -1,0 +1,38 @@
+# interest-platform: `make setup`, `make run`, `make test`. Everything runs inside .venv.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/airflow_home
+export BENTOML_HOME ?= $(CURDIR)/bentoml_home
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export PYTHONHASHSEED ?= 0
+
+.PHONY: setup run test test-fast airflow bench-quality clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -c constraints.txt -e .
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with every pinned dependency
+
+run: $(STAMP)  ## run the whole pipeline (dvc repro) on params.yaml and print the metrics
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: $(STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
+	$(BIN)/pytest -q
+
+airflow: $(STAMP)  ## start Airflow (standalone: SQLite + local executor) with the project's DAGs
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/airflow standalone
+
+clean:  ## remove generated outputs (keeps .venv)
+	rm -rf data models reports airflow_home bentoml_home .dvc/tmp .dvc/cache

@@ -1,0 +1,1 @@
+"""interest-platform: every pipeline step as a plain, testable function."""

@@ -1,0 +1,75 @@
+"""`interest`: one command per pipeline step. Each loads params, calls one component, reports."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from components.errors import InterestError
+from components.log import configure_logging
+
+app = typer.Typer(
+    help="interest-platform: learn what each shopper is interested in and recommend products.\n\n"
+    "Every step reads params.yaml (or --params / $INTEREST_PARAMS) and writes the outputs that "
+    "dvc.yaml declares; `dvc repro` runs them in order.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOpt = typer.Option(None, "--params", "-p", help="parameters file (default: $INTEREST_PARAMS or ./params.yaml)")
+
+
+def _params(path: Optional[Path]):
+    from components.config import load_params
+    return load_params(path)
+
+
+def _echo_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+@app.callback()
+def _main(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR")) -> None:
+    configure_logging(log_level)
+
+
+@app.command()
+def ingest(params: Optional[Path] = ParamsOpt) -> None:
+    """Read the configured dataset (mirror, else download) into typed Parquet tables.
+
+    Writes interactions, items and reviews under ingest.out_dir, user ids pseudonymised, and a
+    summary.json that names the source files and the fields the source lacks.
+    """
+    from dataclasses import asdict
+
+    from components.ingest import ingest as run
+    _echo_json(asdict(run(_params(params))))
+
+
+@app.command()
+def split(params: Optional[Path] = ParamsOpt) -> None:
+    """Leave-one-out split by time per user plus the cold-item hold-out; prints the statistics.
+
+    Reads the validated tables and writes item_index, train and cases under split.out_dir, and
+    the split statistics to split.metrics_file (metrics/data.json).
+    """
+    from components.split import run_split
+    from components.validate import validated_paths
+    p = _params(params)
+    paths = validated_paths(p)
+    _echo_json(run_split(p, paths["interactions"], paths["items"]))
+
+
+def main() -> None:
+    try:
+        app()
+    except InterestError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

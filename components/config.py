@@ -1,0 +1,109 @@
+"""Typed view of params.yaml: the only place configuration is read.
+
+Every section is a frozen pydantic model that forbids unknown keys, so a typo or a missing key
+fails at start with the dotted key named, not deep inside a pipeline step.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from components.errors import ConfigError
+
+ENV_PREFIX = "INTEREST__"
+PARAMS_ENV = "INTEREST_PARAMS"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DownloadParams(_Section):
+    enabled: bool
+    base_url: str
+    dir: Path
+    timeout_s: float = Field(gt=0)
+
+
+class DataParams(_Section):
+    dataset: str
+    mirror_dir: Path
+    mirror_folders: dict[str, str]
+    download: DownloadParams
+    sample_users: int = Field(ge=0)
+    seed: int
+
+
+class IngestParams(_Section):
+    out_dir: Path
+    pseudonym_key_env: str
+    pseudonym_dev_key: str
+    pseudonym_length: int = Field(ge=8, le=64)
+
+
+class SplitParams(_Section):
+    out_dir: Path
+    cold_item_fraction: float = Field(ge=0.0, lt=1.0)
+    seed: int
+    metrics_file: Path
+
+
+class Params(_Section):
+    data: DataParams
+    ingest: IngestParams
+    split: SplitParams
+
+    root: Path = Path(".")
+
+    def path(self, p: Path) -> Path:
+        """Resolve a params path against the folder params.yaml lives in."""
+        return p if p.is_absolute() else (self.root / p)
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        node = raw
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(
+                    f"environment override {name}: '{'.'.join(keys)}' is not a key of params.yaml"
+                )
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(
+                f"environment override {name}: '{'.'.join(keys)}' is not a key of params.yaml"
+            )
+        node[keys[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def default_params_path() -> Path:
+    return Path(os.environ.get(PARAMS_ENV, "params.yaml"))
+
+
+def load_params(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Params:
+    """Load params.yaml (default: $INTEREST_PARAMS or ./params.yaml) with env overrides."""
+    path = Path(path) if path is not None else default_params_path()
+    if not path.is_file():
+        raise ConfigError(
+            f"no parameters file at {path.resolve()}: run from the project folder or set {PARAMS_ENV}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    raw = _apply_env_overrides(raw, dict(os.environ if environ is None else environ))
+    try:
+        return Params(**raw, root=path.resolve().parent)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
