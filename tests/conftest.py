@@ -1,0 +1,57 @@
+"""Shared fixtures: real data from the mirror, sampled small, in a private copy of params.yaml."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import Params, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("INTEREST__DATA__MIRROR_DIR", ROOT.parent / "shared" / "data")).resolve()
+SAMPLE_USERS = 400
+
+
+def write_params(dest_dir: Path, **overrides: dict) -> Path:
+    """A copy of the project's params.yaml in dest_dir, with section overrides merged in."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["mirror_dir"] = str(MIRROR)
+    for section, values in overrides.items():
+        _merge(raw.setdefault(section, {}), values)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _merge(node: dict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(node.get(key), dict):
+            _merge(node[key], value)
+        else:
+            node[key] = value
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    if not MIRROR.is_dir():
+        pytest.fail(f"the data mirror is missing at {MIRROR}; set INTEREST__DATA__MIRROR_DIR")
+    return MIRROR
+
+
+@pytest.fixture
+def sample_params(tmp_path: Path, mirror_dir: Path) -> Params:
+    """Params for a seeded 400-user sample of real Beauty data, all outputs under tmp_path."""
+    return load_params(write_params(tmp_path, data={"sample_users": SAMPLE_USERS}))
+
+
+@pytest.fixture(scope="session")
+def shared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
+    """Like sample_params, but ingested once per session for read-only tests."""
+    from components.ingest import ingest
+    params = load_params(write_params(tmp_path_factory.mktemp("sample"), data={"sample_users": SAMPLE_USERS}))
+    ingest(params)
+    return params

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import load_params
+from components.errors import ConfigError
+from tests.conftest import ROOT, write_params
+
+
+def test_project_params_load():
+    params = load_params(ROOT / "params.yaml", environ={})
+    assert params.data.dataset == "Beauty"
+    assert params.path(Path("data")) == ROOT / "data"
+
+
+def test_missing_key_is_named(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["split"]["seed"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"split\.seed: field required"):
+        load_params(path, environ={})
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write_params(tmp_path, split={"cold_fraction_typo": 0.1})
+    with pytest.raises(ConfigError, match=r"split\.cold_fraction_typo: extra inputs"):
+        load_params(path, environ={})
+
+
+def test_env_override_is_typed(tmp_path):
+    path = write_params(tmp_path)
+    params = load_params(path, environ={"INTEREST__DATA__SAMPLE_USERS": "7", "INTEREST__DATA__MIRROR_DIR": "/m"})
+    assert params.data.sample_users == 7
+    assert params.data.mirror_dir == Path("/m")
+
+
+def test_env_override_of_unknown_key_fails(tmp_path):
+    with pytest.raises(ConfigError, match="data.nope"):
+        load_params(write_params(tmp_path), environ={"INTEREST__DATA__NOPE": "1"})
