@@ -52,10 +52,21 @@ class SplitParams(_Section):
     metrics_file: Path
 
 
+class EmbedParams(_Section):
+    encoder: str
+    fields: tuple[str, ...]
+    max_chars: int = Field(gt=0)
+    max_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    device: str
+    out_dir: Path
+
+
 class Params(_Section):
     data: DataParams
     ingest: IngestParams
     split: SplitParams
+    embed: EmbedParams
 
     root: Path = Path(".")
 
