@@ -50,6 +50,20 @@ def ingest(params: Optional[Path] = ParamsOpt) -> None:
 
 
 @app.command()
+def validate(params: Optional[Path] = ParamsOpt) -> None:
+    """Check the ingested tables with the Great Expectations suites in validate.expectations_dir.
+
+    Items first, then interactions and reviews against the cleaned catalogue. Writes the validated
+    tables and quarantine.parquet under validate.out_dir, GX results (JSON) and Data Docs under
+    validate.reports_dir; exits non-zero with a summary when an expectation set to `stop` fails.
+    """
+    from dataclasses import asdict
+
+    from components.validate import validate as run
+    _echo_json(asdict(run(_params(params))))
+
+
+@app.command()
 def split(params: Optional[Path] = ParamsOpt) -> None:
     """Leave-one-out split by time per user plus the cold-item hold-out; prints the statistics.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,6 +45,26 @@ class IngestParams(_Section):
     pseudonym_length: int = Field(ge=8, le=64)
 
 
+class RowBounds(_Section):
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+
+class RowCountParams(_Section):
+    interactions: RowBounds
+    items: RowBounds
+    reviews: RowBounds
+
+
+class ValidateParams(_Section):
+    expectations_dir: Path
+    out_dir: Path
+    reports_dir: Path
+    row_count: RowCountParams
+    title_coverage_min: float = Field(ge=0.0, le=1.0)
+    on_failure: dict[str, Literal["quarantine", "stop"]]
+
+
 class SplitParams(_Section):
     out_dir: Path
     cold_item_fraction: float = Field(ge=0.0, lt=1.0)
@@ -65,6 +85,7 @@ class EmbedParams(_Section):
 class Params(_Section):
     data: DataParams
     ingest: IngestParams
+    validation: ValidateParams = Field(alias="validate")  # `validate` would shadow BaseModel.validate
     split: SplitParams
     embed: EmbedParams
 
