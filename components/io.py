@@ -13,6 +13,7 @@ import pandas as pd
 def _atomic_target(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared like any other file
     return fd, Path(tmp)
 
 
