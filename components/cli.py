@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -75,6 +76,53 @@ def split(params: Optional[Path] = ParamsOpt) -> None:
     p = _params(params)
     paths = validated_paths(p)
     _echo_json(run_split(p, paths["interactions"], paths["items"]))
+
+
+@app.command()
+def embed(params: Optional[Path] = ParamsOpt) -> None:
+    """Encode every catalogue item's text with the pretrained text encoder (embed.encoder).
+
+    Writes an [n_items + 1, dim] matrix aligned with the split's item index to embed.out_dir;
+    uses CUDA when present and shows progress.
+    """
+    from components.embed import run_embed
+    from components.validate import validated_paths
+    p = _params(params)
+    _echo_json(run_embed(p, validated_paths(p)["items"]))
+
+
+@app.command()
+def train(params: Optional[Path] = ParamsOpt) -> None:
+    """Train the interest model (model.* and train.* in params.yaml); keep the best checkpoint.
+
+    Early-stops on validation NDCG@10 and writes train.model_file, train.metrics_file and the
+    per-epoch curves. For data-parallel training run it under torchrun, e.g.
+    `torchrun --nproc_per_node 2 -m components.cli train` (gloo on CPU, NCCL on CUDA).
+    """
+    from components.train import run_train
+    summary = run_train(_params(params))
+    if int(os.environ.get("RANK", "0")) == 0:
+        _echo_json(summary)
+
+
+@app.command()
+def evaluate(params: Optional[Path] = ParamsOpt) -> None:
+    """Rank the whole catalogue for every valid and test case with every model and baseline.
+
+    Tunes the fusion weights on valid, evaluates both protocols (unmasked, masked) on valid,
+    test, test_warm and test_cold; writes evaluate.metrics_file, the comparison CSV and the HTML
+    report; prints the headline (test, unmasked) figures.
+    """
+    from components.evaluate import HEADLINE, run_evaluate
+    protocol, subset = HEADLINE
+    _echo_json(run_evaluate(_params(params))[protocol][subset])
+
+
+@app.command("bench-quality")
+def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
+    """Print our test figures next to the published Beauty results (same protocol, R@10 / N@10)."""
+    from components.benchmark import quality_report
+    typer.echo(quality_report(_params(params)))
 
 
 def main() -> None:

@@ -82,12 +82,87 @@ class EmbedParams(_Section):
     out_dir: Path
 
 
+class ModelParams(_Section):
+    mode: Literal["id", "text", "id+text"]
+    max_len: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    n_layers: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    dropout: float = Field(ge=0.0, lt=1.0)
+
+
+class TrainParams(_Section):
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    bucket_batches: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    patience: int = Field(gt=0)
+    max_minutes: float = Field(ge=0)
+    n_negatives: int = Field(ge=0)
+    grad_clip: float = Field(ge=0)
+    seed: int
+    device: str
+    eval_batch_size: int = Field(gt=0)
+    model_file: Path
+    metrics_file: Path
+    history_file: Path
+
+
+class ItemKnnParams(_Section):
+    neighbours: int = Field(gt=0)
+    recency_decay: float = Field(gt=0.0, le=1.0)
+
+
+class TextSimilarityParams(_Section):
+    recency_decay: float = Field(gt=0.0, le=1.0)
+
+
+class BaselinesParams(_Section):
+    item_knn: ItemKnnParams
+    text: TextSimilarityParams
+
+
+class FusionParams(_Section):
+    weight_grid: tuple[float, ...] = Field(min_length=1)
+    rounds: int = Field(ge=1)
+    metric_k: int = Field(gt=0)
+    protocol: Literal["unmasked", "masked"]
+
+
+class EvaluateParams(_Section):
+    ks: tuple[int, ...] = Field(min_length=1)
+    beyond_k: int = Field(gt=0)
+    novelty_pseudocount: float = Field(gt=0.0)
+    batch_size: int = Field(gt=0)
+    metrics_file: Path
+    comparison_file: Path
+    report_file: Path
+
+
+class BenchmarkParams(_Section):
+    published_file: Path
+
+
+class RegistryParams(_Section):
+    home: Path
+    model_name: str
+    record_file: Path
+
+
 class Params(_Section):
     data: DataParams
     ingest: IngestParams
     validation: ValidateParams = Field(alias="validate")  # `validate` would shadow BaseModel.validate
     split: SplitParams
     embed: EmbedParams
+    model: ModelParams
+    train: TrainParams
+    registry: RegistryParams
+    baselines: BaselinesParams
+    fusion: FusionParams
+    evaluate: EvaluateParams
+    benchmark: BenchmarkParams
 
     root: Path = Path(".")
 

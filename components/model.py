@@ -1,0 +1,122 @@
+"""The interest model: a causal self-attention sequential recommender (SASRec family).
+
+An item's representation is a learned ID embedding, a learned projection of its frozen text
+embedding, or their sum (`mode`). Items the model never saw in training keep a zero ID part,
+so they are represented by their text alone and can be ranked from the day they are added.
+The same item representations score the whole catalogue (tied input/output embeddings).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Mode = Literal["id", "text", "id+text"]
+MODES: tuple[str, ...] = ("id", "text", "id+text")
+
+
+@dataclass(frozen=True)
+class SeqRecConfig:
+    n_items: int            # catalogue size; item_idx 1..n_items, 0 = padding
+    max_len: int = 50
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    dropout: float = 0.5
+    mode: Mode = "id+text"
+    text_dim: int = 0       # width of the frozen text embeddings (0 when mode == "id")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class InterestModel(nn.Module):
+    def __init__(self, cfg: SeqRecConfig, text_embeddings: torch.Tensor | None = None,
+                 known_items: torch.Tensor | None = None):
+        super().__init__()
+        if cfg.mode not in MODES:
+            raise ValueError(f"model.mode must be one of {MODES}, got {cfg.mode!r}")
+        self.cfg = cfg
+        n = cfg.n_items + 1
+        self.uses_id = cfg.mode in ("id", "id+text")
+        self.uses_text = cfg.mode in ("text", "id+text")
+        if self.uses_id:
+            self.item_id = nn.Embedding(n, cfg.hidden, padding_idx=0)
+            nn.init.normal_(self.item_id.weight, std=0.02)
+        if self.uses_text:
+            if text_embeddings is None or text_embeddings.shape != (n, cfg.text_dim):
+                raise ValueError(f"mode {cfg.mode} needs text embeddings of shape ({n}, {cfg.text_dim})")
+            self.register_buffer("text", text_embeddings.float().clone())
+            self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.hidden), nn.GELU(),
+                                           nn.Linear(cfg.hidden, cfg.hidden))
+        known = torch.ones(n) if known_items is None else known_items.float().clone()
+        known[0] = 0.0
+        self.register_buffer("known", known)   # 1 = seen in training: its ID embedding is trusted
+        self.position = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.input_norm = nn.LayerNorm(cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.n_heads, dim_feedforward=cfg.hidden * 4,
+                                           dropout=cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.output_norm = nn.LayerNorm(cfg.hidden)
+
+    def item_representations(self, text_override: torch.Tensor | None = None) -> torch.Tensor:
+        """[n_items + 1, hidden]; row 0 (padding) is zero. text_override swaps the text matrix
+        (e.g. after adding products) without retraining."""
+        parts = []
+        if self.uses_id:
+            parts.append(self.item_id.weight * self.known.unsqueeze(-1))
+        if self.uses_text:
+            text = self.text if text_override is None else text_override
+            parts.append(self.text_proj(text))
+        reps = torch.stack(parts).sum(0)
+        mask = torch.ones(reps.shape[0], 1, device=reps.device)
+        mask[0] = 0.0
+        return reps * mask
+
+    def user_states(self, seqs: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """seqs: [B, L] left-padded item_idx -> hidden state after each position [B, L, hidden]."""
+        items = self.item_representations() if items is None else items
+        B, L = seqs.shape
+        pad = (seqs != 0).unsqueeze(-1).to(items.dtype)                      # [B, L, 1]
+        pos = torch.arange(L, device=seqs.device).unsqueeze(0).expand(B, L)
+        x = items[seqs] * (self.cfg.hidden ** 0.5) + self.position(pos)    # [B, L, H]
+        x = self.dropout(self.input_norm(x)) * pad
+        causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seqs.device), diagonal=1)
+        h = self.encoder(x, mask=causal)
+        return self.output_norm(h) * pad
+
+    def forward(self, seqs: torch.Tensor, targets: torch.Tensor, n_negatives: int = 0) -> torch.Tensor:
+        """Mean cross-entropy of next-item prediction over all non-padding positions.
+
+        targets: [B, L] next item per position (0 = no target). n_negatives = 0 is the full
+        softmax over the catalogue; > 0 is a sampled softmax against that many shared uniform
+        negatives, for catalogues too large for the full one.
+        """
+        items = self.item_representations()
+        h = self.user_states(seqs, items)
+        keep = targets != 0
+        h, t = h[keep], targets[keep]                                        # [M, H], [M]
+        if n_negatives == 0:
+            logits = h @ items.T                                             # [M, n_items + 1]
+            logits[:, 0] = float("-inf")
+            return F.cross_entropy(logits, t)
+        neg = torch.randint(1, items.shape[0], (n_negatives,), device=h.device)
+        pos_logit = (h * items[t]).sum(-1, keepdim=True)                     # [M, 1]
+        neg_logit = h @ items[neg].T                                         # [M, K]
+        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == t.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(t))
+
+    @torch.inference_mode()
+    def score_last(self, seqs: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of the whole catalogue after each sequence's last position: [B, n_items + 1]."""
+        items = self.item_representations() if items is None else items
+        h = self.user_states(seqs, items)[:, -1]                            # [B, H]
+        scores = h @ items.T
+        scores[:, 0] = float("-inf")
+        return scores
