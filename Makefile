@@ -34,5 +34,9 @@ test: $(STAMP)  ## run the whole test suite (unit, data, model and slow end-to-e
 airflow: $(STAMP)  ## start Airflow (standalone: SQLite + local executor) with the project's DAGs
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/airflow standalone
 
+bench-quality: $(STAMP)  ## evaluate on the full data (dvc repro evaluate) and print it next to the published Beauty figures
+	$(BIN)/dvc repro evaluate
+	$(BIN)/interest bench-quality
+
 clean:  ## remove generated outputs (keeps .venv)
 	rm -rf data models reports airflow_home bentoml_home .dvc/tmp .dvc/cache

@@ -1,0 +1,96 @@
+"""Evaluation end to end on the real 400-shopper sample: ingest -> validate -> split -> embed -> evaluate."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from components.benchmark import quality_report
+from components.config import Params, load_params
+from components.embed import run_embed
+from components.evaluate import SUBSETS, run_evaluate, training_curves_figure
+from components.ingest import ingest
+from components.io import read_json
+from components.metrics import PROTOCOLS
+from components.split import load_split, run_split
+from components.validate import validate, validated_paths
+from tests.conftest import ROOT, SAMPLE_USERS, write_params
+
+pytestmark = pytest.mark.model
+
+MODELS = {"popularity", "item_knn", "text_similarity", "fusion"}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, mirror_dir) -> tuple[Params, dict]:
+    params = load_params(write_params(tmp_path_factory.mktemp("evaluate"), data={"sample_users": SAMPLE_USERS},
+                                      validate={"expectations_dir": str(ROOT / "expectations")},
+                                      benchmark={"published_file": str(ROOT / "benchmarks" / "published_beauty.json")}))
+    ingest(params)
+    validate(params)
+    paths = validated_paths(params)
+    run_split(params, paths["interactions"], paths["items"])
+    run_embed(params, paths["items"])
+    return params, run_evaluate(params)
+
+
+def test_every_model_protocol_and_subset_is_reported(evaluated):
+    params, results = evaluated
+    on_disk = read_json(params.path(params.evaluate.metrics_file))
+    assert on_disk == results
+    for protocol in PROTOCOLS:
+        assert set(results[protocol]) <= set(SUBSETS) and {"valid", "test", "test_warm"} <= set(results[protocol])
+        for subset, by_model in results[protocol].items():
+            assert set(by_model) == MODELS
+            for metrics in by_model.values():
+                for k in params.evaluate.ks:
+                    assert 0.0 <= metrics[f"ndcg@{k}"] <= metrics[f"recall@{k}"] <= 1.0
+                assert 0.0 < metrics[f"coverage@{params.evaluate.beyond_k}"] <= 1.0
+    assert results["cases"]["test"] == results["cases"]["test_warm"] + results["cases"].get("test_cold", 0)
+
+
+def test_masking_never_hurts(evaluated):
+    """Masking only removes competitors (never the target), so every accuracy figure can only rise."""
+    _, results = evaluated
+    for subset, by_model in results["unmasked"].items():
+        for model, metrics in by_model.items():
+            masked = results["masked"][subset][model]
+            for name in metrics:
+                if name.startswith(("recall", "ndcg", "mrr")):
+                    assert masked[name] >= metrics[name] - 1e-9, (subset, model, name)
+
+
+def test_baselines_beat_chance_and_fusion_matches_the_best_single_on_valid(evaluated):
+    params, results = evaluated
+    protocol = params.fusion.protocol
+    metric = f"ndcg@{params.fusion.metric_k}"
+    valid = results[protocol]["valid"]
+    assert valid["fusion"][metric] >= max(valid[m][metric] for m in MODELS - {"fusion"}) - 1e-6
+    chance = 10 / len(load_split(params).item_index)  # expected Recall@10 of a random list
+    assert all(m["recall@10"] > chance for m in results["unmasked"]["test"].values())
+    assert set(results["fusion_weights"]) == MODELS - {"fusion"}
+
+
+def test_comparison_plot_and_self_contained_report(evaluated):
+    params, _ = evaluated
+    comparison = pd.read_csv(params.path(params.evaluate.comparison_file))
+    assert set(comparison["model"]) == MODELS and set(comparison["protocol"]) == set(PROTOCOLS)
+    page = params.path(params.evaluate.report_file).read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 2
+    assert not re.search(r"""(src|href)=["']https?:""", page)  # no internet needed to view it
+
+
+def test_bench_quality_table_lists_ours_and_published(evaluated):
+    params, _ = evaluated
+    table = quality_report(params)
+    for name in ("item_knn", "fusion", "SASRec", "TIGER", "OneRec-SFT (1.7B)"):
+        assert name in table
+
+
+def test_training_curves_figure_has_one_panel_per_numeric_key():
+    history = [{"epoch": 1, "loss": 9.1, "valid_ndcg@10": 0.01, "note": "warm-up"},
+               {"epoch": 2, "loss": 8.4, "valid_ndcg@10": 0.02, "note": ""}]
+    fig = training_curves_figure(history)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "valid_ndcg@10"]
+    assert fig.axes[0].lines[0].get_xdata().tolist() == [1, 2]
