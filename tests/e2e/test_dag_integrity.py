@@ -1,0 +1,91 @@
+"""The DAG folder parses the way Airflow's DAG processor parses it: no errors, no cycles, right wiring.
+
+The DagBag is filled in a child process with a private AIRFLOW_HOME, so Airflow's logging and
+settings set-up never leak into the other tests of the session.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import BIN, ROOT, clean_env, run
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "interest_training"
+PIPELINE = ("ingest", "validate", "split")
+
+PROBE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
+dags = {}
+for dag_id, dag in bag.dags.items():
+    dag.check_cycle()
+    dags[dag_id] = {
+        "doc": dag.doc_md,
+        "schedule": str(dag.schedule),
+        "catchup": dag.catchup,
+        "start_date": str(dag.start_date),
+        "tags": sorted(dag.tags),
+        "tasks": {
+            t.task_id: {
+                "upstream": sorted(t.upstream_task_ids),
+                "retries": t.retries,
+                "retry_delay_s": t.retry_delay.total_seconds(),
+                "outlets": [getattr(o, "name", str(o)) for o in t.outlets],
+            }
+            for t in dag.tasks
+        },
+    }
+result = {
+    "import_errors": bag.import_errors,
+    "dags": dags,
+    "components_imported_at_parse": sorted(m for m in sys.modules if m.split(".")[0] == "components"),
+}
+open(sys.argv[2], "w").write(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("dagbag")
+    out = tmp / "dagbag.json"
+    env = clean_env(AIRFLOW_HOME=str(tmp / "airflow_home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    run([str(BIN / "python"), "-c", PROBE, str(ROOT / "dags"), str(out)], cwd=tmp, env=env, timeout=120)
+    return json.loads(Path(out).read_text())
+
+
+def test_dag_folder_imports_without_errors(parsed):
+    assert parsed["import_errors"] == {}
+    assert DAG_ID in parsed["dags"]
+
+
+def test_top_level_code_does_not_import_components(parsed):
+    """DAG files are parsed every few seconds: pandas, torch and GX belong inside task bodies."""
+    assert parsed["components_imported_at_parse"] == []
+
+
+def test_pipeline_tasks_run_in_order(parsed):
+    tasks = parsed["dags"][DAG_ID]["tasks"]
+    assert set(PIPELINE) <= set(tasks)
+    assert tasks["ingest"]["upstream"] == []
+    for before, after in zip(PIPELINE, PIPELINE[1:]):
+        assert before in tasks[after]["upstream"], f"{after} does not wait for {before}"
+
+
+def test_dag_settings(parsed):
+    dag = parsed["dags"][DAG_ID]
+    assert dag["doc"] and dag["schedule"] not in ("None", "")
+    assert dag["catchup"] is False
+    assert dag["tags"]
+    for task_id, task in dag["tasks"].items():
+        assert task["retries"] >= 1 and task["retry_delay_s"] > 0, task_id
+
+
+def test_validate_emits_the_validated_data_asset(parsed):
+    """A retraining DAG can be scheduled on `Asset("interest_validated_data")`."""
+    assert "interest_validated_data" in parsed["dags"][DAG_ID]["tasks"]["validate"]["outlets"]

@@ -1,0 +1,51 @@
+"""`dvc repro` on a 400-shopper sample, in a fresh git + DVC repository under tmp.
+
+The repository holds copies of dvc.yaml, expectations/ and components/ and a sampled
+params.yaml whose data.mirror_dir is absolute, so the ingest stage depends on the real mirror
+outside the repository. PYTHONPATH makes the stages' `interest` command run the copied code.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import SAMPLE_USERS, write_params
+from tests.e2e.helpers import BIN, ROOT, check_data_outputs, clean_env, run
+
+pytestmark = pytest.mark.e2e
+
+# The data stages; the model stages (embed, train, evaluate) join once they fit the test's time.
+TARGET = "split"
+STAGES = ("ingest", "validate", "split")
+
+
+def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
+    repo = tmp_path / "repo"
+    params_file = write_params(repo, data={"sample_users": SAMPLE_USERS})
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    for folder in ("expectations", "components"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    env = clean_env(PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1")
+    dvc = str(BIN / "dvc")
+
+    run(["git", "init", "-q"], cwd=repo, env=env, timeout=30)
+    run([dvc, "init", "-q"], cwd=repo, env=env, timeout=60)
+    first = run([dvc, "repro", TARGET], cwd=repo, env=env, timeout=240)
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in first
+
+    stats = check_data_outputs(params_file, users=SAMPLE_USERS)
+    metrics = json.loads(run([dvc, "metrics", "show", "--json", "metrics/data.json"], cwd=repo, env=env,
+                             timeout=60))
+    shown = metrics[""]["data"]["metrics/data.json"]["data"]
+    assert shown == stats
+    lock = (repo / "dvc.lock").read_text()
+    assert f"path: {mirror_dir}" in lock  # the mirror outside the repository is a tracked dependency
+
+    second = run([dvc, "repro", TARGET], cwd=repo, env=env, timeout=120)
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in second
+    assert "Running stage" not in second
+    assert "Data and pipelines are up to date." in second
