@@ -4,7 +4,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the venv's commands first: dvc stages run `interest`, airflow standalone starts `airflow ...`
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_HOME ?= $(CURDIR)/airflow_home
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
+# LocalExecutor starts `parallelism` worker processes (default 32); SQLite takes one writer at a time
+export AIRFLOW__CORE__PARALLELISM ?= 4
 export BENTOML_HOME ?= $(CURDIR)/bentoml_home
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -31,8 +38,8 @@ run: $(STAMP)  ## run the whole pipeline (dvc repro) on params.yaml and print th
 test: $(STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
 	$(BIN)/pytest -q
 
-airflow: $(STAMP)  ## start Airflow (standalone: SQLite + local executor) with the project's DAGs
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False $(BIN)/airflow standalone
+airflow: $(STAMP)  ## start Airflow (standalone: SQLite + LocalExecutor) with the project's DAGs on :8080
+	$(BIN)/airflow standalone
 
 bench-quality: $(STAMP)  ## evaluate on the full data (dvc repro evaluate) and print it next to the published Beauty figures
 	$(BIN)/dvc repro evaluate
