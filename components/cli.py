@@ -118,6 +118,17 @@ def evaluate(params: Optional[Path] = ParamsOpt) -> None:
     _echo_json(run_evaluate(_params(params))[protocol][subset])
 
 
+@app.command()
+def register(params: Optional[Path] = ParamsOpt) -> None:
+    """Save the trained model to the BentoML model store (the registry) as a candidate.
+
+    Records its test metrics, the params that made it and the data version (DVC hash of the
+    split) as metadata, labelled stage=candidate; prints the tag.
+    """
+    from components.registry import register_model
+    _echo_json(register_model(_params(params)))
+
+
 @app.command("bench-quality")
 def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
     """Print our test figures next to the published Beauty results (same protocol, R@10 / N@10)."""

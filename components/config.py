@@ -102,6 +102,7 @@ class TrainParams(_Section):
     n_negatives: int = Field(ge=0)
     grad_clip: float = Field(ge=0)
     seed: int
+    deterministic: bool
     device: str
     eval_batch_size: int = Field(gt=0)
     model_file: Path

@@ -23,6 +23,7 @@ from components.config import EvaluateParams, Params
 from components.embed import load_item_embeddings
 from components.fusion import FusionScorer, tune_fusion
 from components.io import read_json, write_json
+from components.recommender import load_model_scorer
 from components.metrics import (PROTOCOLS, apply_protocol, catalogue_coverage, item_self_information,
                                 novelty, ranking_summary, target_ranks, top_k_items)
 from components.scorer import Scorer
@@ -51,7 +52,7 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> list[
     The interest model joins the single scorers here, so it is evaluated and fused like the
     baselines.
     """
-    singles = fit_baselines(params.baselines, split, embeddings)
+    singles = [*fit_baselines(params.baselines, split, embeddings), load_model_scorer(params)]
     valid = split.cases[split.cases["split"] == "valid"]
     fusion = tune_fusion(singles, list(valid["history"]), valid["target"].to_numpy(), params.fusion,
                          params.evaluate.batch_size)

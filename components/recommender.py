@@ -20,6 +20,8 @@ from components.model import InterestModel, SeqRecConfig
 
 log = logging.getLogger(__name__)
 
+MODEL_SCORER_NAME = "interest_model"  # the model's name in evaluation results
+
 
 def left_pad(histories: Sequence[Sequence[int]], length: int) -> torch.Tensor:
     """Last `length` items of each history, right-aligned, 0-padded on the left: [B, length]."""
@@ -61,7 +63,7 @@ def load_checkpoint(path: Path, device: torch.device | None = None) -> tuple[Int
 class ModelScorer:
     """Scorer over the trained model; item representations are computed once per instance."""
 
-    def __init__(self, model: InterestModel, name: str = "interest_model", batch_size: int = 512):
+    def __init__(self, model: InterestModel, name: str = MODEL_SCORER_NAME, batch_size: int = 512):
         self.model = model.eval()
         self.name = name
         self.batch_size = batch_size

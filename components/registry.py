@@ -18,7 +18,7 @@ import yaml
 from components.config import Params
 from components.errors import InterestError
 from components.io import read_json, write_json
-from components.recommender import ModelScorer, load_checkpoint, model_path
+from components.recommender import MODEL_SCORER_NAME, ModelScorer, load_checkpoint, model_path
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def register_model(params: Params) -> dict:
         raise InterestError(f"no trained model at {checkpoint}: run `interest train` first")
     metrics_file = params.path(params.evaluate.metrics_file)
     metrics = read_json(metrics_file) if metrics_file.is_file() else {}
-    headline = metrics.get("unmasked", {}).get("test", {}).get(params.registry.model_name, {})
+    headline = metrics.get("unmasked", {}).get("test", {}).get(MODEL_SCORER_NAME, {})
     metadata = {
         "test_metrics": headline,
         "train": read_json(params.path(params.train.metrics_file)),

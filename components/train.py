@@ -54,10 +54,13 @@ class FitResult:
     param_digests: list[str] = field(default_factory=list)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Same seed, same weights: on CPU the deterministic kernels are what makes that hold
+    (the default embedding-gradient accumulation is order-dependent across threads)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def init_distributed(device_pref: str) -> tuple[DistContext, torch.device]:
@@ -124,7 +127,7 @@ def fit(cfg: SeqRecConfig, tp: TrainParams, inputs: torch.Tensor, targets: torch
 
     validate(model) -> metrics dict with "ndcg@10"; called on the main process only.
     """
-    seed_everything(tp.seed)
+    seed_everything(tp.seed, tp.deterministic)
     model = InterestModel(cfg, text, known).to(device)
     # buffers (text matrix, known mask) never change: no need to broadcast them every step
     net = DistributedDataParallel(model, broadcast_buffers=False) if ctx.enabled else model

@@ -55,3 +55,24 @@ def shared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
     params = load_params(write_params(tmp_path_factory.mktemp("sample"), data={"sample_users": SAMPLE_USERS}))
     ingest(params)
     return params
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
+    """The 400-shopper sample taken through ingest -> validate -> split -> embed, once per session.
+
+    Read-only for the tests that use it: a test that writes outputs makes its own params copy
+    pointing at these inputs.
+    """
+    from components.embed import run_embed
+    from components.ingest import ingest
+    from components.split import run_split
+    from components.validate import validate, validated_paths
+    params = load_params(write_params(tmp_path_factory.mktemp("prepared"), data={"sample_users": SAMPLE_USERS},
+                                      validate={"expectations_dir": str(ROOT / "expectations")}))
+    ingest(params)
+    validate(params)
+    paths = validated_paths(params)
+    run_split(params, paths["interactions"], paths["items"])
+    run_embed(params, paths["items"])
+    return params

@@ -1,0 +1,67 @@
+"""Leave-one-out split and cold-item hold-out on a real sample: no leakage, nothing lost."""
+import pandas as pd
+import pytest
+
+from components.io import read_parquet
+from components.split import build_item_index, leave_one_out, load_split, run_split
+
+
+@pytest.fixture(scope="module")
+def split_run(shared_sample):
+    d = shared_sample.path(shared_sample.ingest.out_dir)
+    stats = run_split(shared_sample, d / "interactions.parquet", d / "items.parquet")
+    return shared_sample, stats, load_split(shared_sample), read_parquet(d / "interactions.parquet")
+
+
+def test_test_and_valid_items_never_in_own_train(split_run):
+    _, _, split, _ = split_run
+    train_by_user = split.train.groupby("user")["item_idx"].agg(set)
+    for case in split.cases.itertuples():
+        assert case.target not in train_by_user.get(case.user, set())
+
+
+def test_history_is_train_then_valid(split_run):
+    _, _, split, _ = split_run
+    train = split.train.sort_values(["user", "position"]).groupby("user")["item_idx"].agg(list)
+    valid = split.cases[split.cases.split == "valid"].set_index("user")
+    for case in split.cases[split.cases.split == "test"].itertuples():
+        expected = train.get(case.user, []) + ([valid.at[case.user, "target"]] if case.user in valid.index else [])
+        assert case.history == expected
+
+
+def test_cold_items_absent_from_train_and_valid(split_run):
+    _, stats, split, _ = split_run
+    cold = set(split.item_index.loc[split.item_index.is_cold, "item_idx"])
+    assert cold, "the sample must hold out some cold items"
+    assert not cold & set(split.train["item_idx"])
+    valid = split.cases[split.cases.split == "valid"]
+    assert not cold & set(valid["target"]) and not cold & {i for h in valid["history"] for i in h}
+    test = split.cases[split.cases.split == "test"]
+    assert not cold & {i for h in test["history"] for i in h}
+    assert test["target_is_cold"].sum() == stats["cold_test_cases"] == test["target"].isin(cold).sum()
+
+
+def test_counts_add_up(split_run):
+    _, stats, split, inter = split_run
+    assert stats["users"] == inter["user"].nunique() == stats["test_cases"]
+    assert stats["interactions"] == len(inter)
+    cold = set(split.item_index.loc[split.item_index.is_cold, "item"])
+    idx = dict(zip(split.item_index["item"], split.item_index["item_idx"]))
+    # every interaction is a train row, a valid target, a test target, or a held-out cold interaction
+    test = split.cases[split.cases.split == "test"]
+    n_valid = (split.cases.split == "valid").sum()
+    held_out_cold = inter["item"].isin(cold).sum() - test["target_is_cold"].sum()
+    assert len(split.train) + n_valid + len(test) + held_out_cold == len(inter)
+    assert len(idx) == stats["catalogue_items"]
+
+
+def test_split_is_seeded():
+    inter = pd.DataFrame({"user": ["u"] * 6 + ["v"] * 6, "item": list("abcdef") + list("fedcba"),
+                          "position": list(range(6)) * 2})
+    items = pd.DataFrame({"item": list("abcdefgh")})
+    a = build_item_index(items, inter, 0.34, seed=1)
+    assert a.equals(build_item_index(items, inter, 0.34, seed=1))
+    assert a["is_cold"].sum() == 2
+    split = leave_one_out(inter, build_item_index(items, inter, 0.0, seed=1))
+    u_test = split.cases[(split.cases.user == "u") & (split.cases.split == "test")].iloc[0]
+    assert u_test.target == 6 and u_test.history == [1, 2, 3, 4, 5]  # f is item 6; a..e before it
