@@ -12,7 +12,6 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 # LocalExecutor starts `parallelism` worker processes (default 32); SQLite takes one writer at a time
 export AIRFLOW__CORE__PARALLELISM ?= 4
-export BENTOML_HOME ?= $(CURDIR)/bentoml_home
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0

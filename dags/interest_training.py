@@ -1,4 +1,5 @@
-"""The interest model's training pipeline on Airflow; so far its data steps: ingest -> validate -> split.
+"""The interest model's training pipeline on Airflow:
+ingest -> validate -> split -> embed -> train -> evaluate -> register.
 
 Each task loads params.yaml and calls the same `components` function as the matching
 `interest` CLI step (and `dvc repro` stage), so Airflow adds scheduling, retries and history
@@ -76,8 +77,37 @@ def interest_training():
 
         return run_split(_params(), Path(validated["interactions"]), Path(validated["items"]))
 
+    @task
+    def embed(validated: dict[str, str]) -> dict:
+        """Item text embeddings with the pretrained encoder; returns the encoder and text hash."""
+        from components.embed import run_embed
+
+        return run_embed(_params(), Path(validated["items"]))
+
+    @task
+    def train() -> dict:
+        """Train the interest model, best checkpoint kept; returns the training summary."""
+        from components.train import run_train
+
+        return run_train(_params())
+
+    @task
+    def evaluate() -> dict:
+        """Every model and baseline, both protocols; returns the headline (unmasked test) figures."""
+        from components.evaluate import HEADLINE, run_evaluate
+
+        protocol, subset = HEADLINE
+        return run_evaluate(_params())[protocol][subset]
+
+    @task
+    def register() -> dict:
+        """Save the model to the BentoML store as a candidate; returns its tag."""
+        from components.registry import register_model
+
+        return register_model(_params())
+
     validated = validate()
-    chain(ingest(), validated, split(validated))
+    chain(ingest(), validated, split(validated), embed(validated), train(), evaluate(), register())
 
 
 interest_training()

@@ -24,7 +24,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     A developer's AIRFLOW__DATABASE__SQL_ALCHEMY_CONN or INTEREST__SPLIT__OUT_DIR must not send a
     test's writes outside its tmp folder.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "INTEREST"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "INTEREST", "BENTOML"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
@@ -72,3 +72,18 @@ def check_data_outputs(params_file: Path, users: int) -> dict:
     assert len(split.train) == stats["train_interactions"]
     assert len(split.cases) == stats["valid_cases"] + stats["test_cases"]
     return stats
+
+
+QUICK_TRAINING = {"epochs": 2, "max_minutes": 0}  # enough to exercise every stage on a sample
+
+
+def check_model_outputs(params_file: Path) -> dict:
+    """The trained model was evaluated next to the baselines and registered in the model store."""
+    params = load_params(params_file, environ={})
+    assert params.path(params.train.model_file).is_file()
+    assert read_json(params.path(params.train.metrics_file))["epochs_run"] >= 1
+    ranking = read_json(params.path(params.evaluate.metrics_file))
+    assert {"interest_model", "popularity", "fusion"} <= set(ranking["unmasked"]["test"])
+    registered = read_json(params.path(params.registry.record_file))
+    assert registered["tag"].startswith(f"{params.registry.model_name}:")
+    return registered

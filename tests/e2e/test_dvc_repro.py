@@ -12,18 +12,17 @@ import shutil
 import pytest
 
 from tests.conftest import SAMPLE_USERS, write_params
-from tests.e2e.helpers import BIN, ROOT, check_data_outputs, clean_env, run
+from tests.e2e.helpers import BIN, QUICK_TRAINING, ROOT, check_data_outputs, check_model_outputs, clean_env, run
 
 pytestmark = pytest.mark.e2e
 
-# The data stages; the model stages (embed, train, evaluate) join once they fit the test's time.
-TARGET = "split"
-STAGES = ("ingest", "validate", "split")
+TARGET = "register"
+STAGES = ("ingest", "validate", "split", "embed", "train", "evaluate", "register")
 
 
 def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     repo = tmp_path / "repo"
-    params_file = write_params(repo, data={"sample_users": SAMPLE_USERS})
+    params_file = write_params(repo, data={"sample_users": SAMPLE_USERS}, train=QUICK_TRAINING)
     shutil.copy(ROOT / "dvc.yaml", repo)
     for folder in ("expectations", "components"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -32,11 +31,12 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
 
     run(["git", "init", "-q"], cwd=repo, env=env, timeout=30)
     run([dvc, "init", "-q"], cwd=repo, env=env, timeout=60)
-    first = run([dvc, "repro", TARGET], cwd=repo, env=env, timeout=240)
+    first = run([dvc, "repro", TARGET], cwd=repo, env=env, timeout=600)
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first
 
     stats = check_data_outputs(params_file, users=SAMPLE_USERS)
+    check_model_outputs(params_file)
     metrics = json.loads(run([dvc, "metrics", "show", "--json", "metrics/data.json"], cwd=repo, env=env,
                              timeout=60))
     shown = metrics[""]["data"]["metrics/data.json"]["data"]
