@@ -23,9 +23,17 @@ from components.config import EvaluateParams, Params
 from components.embed import load_item_embeddings
 from components.fusion import FusionScorer, tune_fusion
 from components.io import read_json, write_json
+from components.metrics import (
+    PROTOCOLS,
+    apply_protocol,
+    catalogue_coverage,
+    item_self_information,
+    novelty,
+    ranking_summary,
+    target_ranks,
+    top_k_items,
+)
 from components.recommender import load_model_scorer
-from components.metrics import (PROTOCOLS, apply_protocol, catalogue_coverage, item_self_information,
-                                novelty, ranking_summary, target_ranks, top_k_items)
 from components.scorer import Scorer
 from components.split import Split, load_split
 

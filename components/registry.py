@@ -18,7 +18,12 @@ import yaml
 from components.config import Params
 from components.errors import InterestError
 from components.io import read_json, write_json
-from components.recommender import MODEL_SCORER_NAME, ModelScorer, load_checkpoint, model_path
+from components.recommender import (
+    MODEL_SCORER_NAME,
+    ModelScorer,
+    load_checkpoint,
+    model_path,
+)
 
 log = logging.getLogger(__name__)
 

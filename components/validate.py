@@ -24,7 +24,9 @@ from components.errors import ConfigError, DataSourceError, DataValidationError
 from components.io import read_parquet, write_json, write_parquet
 
 if TYPE_CHECKING:
-    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
     from great_expectations.data_context import EphemeralDataContext
     from great_expectations.datasource.fluent import PandasDatasource
     from great_expectations.expectations.expectation import Expectation
@@ -113,7 +115,9 @@ def quarantine_path(params: Params) -> Path:
 # --------------------------------------------------------------------------- suites and policies
 def load_suite(path: Path) -> tuple[str, list[Expectation]]:
     """Suite name and expectations from a GX suite JSON file; every expectation needs a meta name."""
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
 
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

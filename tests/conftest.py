@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -76,3 +75,18 @@ def prepared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
     run_split(params, paths["interactions"], paths["items"])
     run_embed(params, paths["items"])
     return params
+
+
+def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
+    """A params copy that reads the prepared sample's inputs and writes models and reports under dest."""
+    p = prepared
+    return write_params(
+        dest,
+        data={"sample_users": p.data.sample_users},
+        split={"out_dir": str(p.path(p.split.out_dir))},
+        embed={"out_dir": str(p.path(p.embed.out_dir))},
+        validate={"out_dir": str(p.path(p.validation.out_dir)),
+                  "expectations_dir": str(p.path(p.validation.expectations_dir))},
+        benchmark={"published_file": str(ROOT / "benchmarks" / "published_beauty.json")},
+        **{"train": {"epochs": 2, "max_minutes": 0}, **overrides},
+    )

@@ -16,7 +16,12 @@ from components.config import Params, load_params
 from components.errors import ConfigError, DataValidationError
 from components.ingest import ingest
 from components.io import read_parquet, write_parquet
-from components.validate import ValidationReport, quarantine_path, validate, validated_paths
+from components.validate import (
+    ValidationReport,
+    quarantine_path,
+    validate,
+    validated_paths,
+)
 from tests.conftest import ROOT, write_params
 
 pytestmark = pytest.mark.data

@@ -12,7 +12,15 @@ import shutil
 import pytest
 
 from tests.conftest import SAMPLE_USERS, write_params
-from tests.e2e.helpers import BIN, QUICK_TRAINING, ROOT, check_data_outputs, check_model_outputs, clean_env, run
+from tests.e2e.helpers import (
+    BIN,
+    QUICK_TRAINING,
+    ROOT,
+    check_data_outputs,
+    check_model_outputs,
+    clean_env,
+    run,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Evaluation end to end on the real 400-shopper sample: ingest -> validate -> split -> embed -> evaluate."""
+"""Evaluation end to end on the real 400-shopper sample: a quickly trained model and the baselines."""
 from __future__ import annotations
 
 import re
@@ -8,30 +8,23 @@ import pytest
 
 from components.benchmark import quality_report
 from components.config import Params, load_params
-from components.embed import run_embed
 from components.evaluate import SUBSETS, run_evaluate, training_curves_figure
-from components.ingest import ingest
 from components.io import read_json
 from components.metrics import PROTOCOLS
-from components.split import load_split, run_split
-from components.validate import validate, validated_paths
-from tests.conftest import ROOT, SAMPLE_USERS, write_params
+from components.split import load_split
+from components.train import run_train
+from tests.conftest import derived_params
 
 pytestmark = pytest.mark.model
 
-MODELS = {"popularity", "item_knn", "text_similarity", "fusion"}
+MODELS = {"popularity", "item_knn", "text_similarity", "interest_model", "fusion"}
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, mirror_dir) -> tuple[Params, dict]:
-    params = load_params(write_params(tmp_path_factory.mktemp("evaluate"), data={"sample_users": SAMPLE_USERS},
-                                      validate={"expectations_dir": str(ROOT / "expectations")},
-                                      benchmark={"published_file": str(ROOT / "benchmarks" / "published_beauty.json")}))
-    ingest(params)
-    validate(params)
-    paths = validated_paths(params)
-    run_split(params, paths["interactions"], paths["items"])
-    run_embed(params, paths["items"])
+def evaluated(tmp_path_factory, prepared_sample) -> tuple[Params, dict]:
+    """A quickly trained model evaluated with the baselines on the prepared 400-shopper sample."""
+    params = load_params(derived_params(prepared_sample, tmp_path_factory.mktemp("evaluate")))
+    run_train(params)
     return params, run_evaluate(params)
 
 

@@ -5,8 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.baselines import (ItemKnnScorer, PopularityScorer, TextSimilarityScorer, cooccurrence_cosine,
-                                  recency_weights, train_counts)
+from components.baselines import (
+    ItemKnnScorer,
+    PopularityScorer,
+    TextSimilarityScorer,
+    cooccurrence_cosine,
+    recency_weights,
+    train_counts,
+)
 from components.config import Params, load_params
 from components.device import select_device
 from components.fusion import FusionScorer, tune_fusion, zscore_rows

@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 
 from components.errors import DataSourceError
-from components.ingest import _join_text, _parse_price, _parse_record, pseudonymise, read_amazon_reviews
+from components.ingest import (
+    _join_text,
+    _parse_price,
+    _parse_record,
+    pseudonymise,
+    read_amazon_reviews,
+)
 
 
 def test_records_are_json_or_python_literals(tmp_path):

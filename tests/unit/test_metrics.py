@@ -6,8 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from components.metrics import (apply_protocol, case_metrics, catalogue_coverage, item_self_information,
-                                mask_history, novelty, ranking_summary, target_ranks, top_k_items)
+from components.metrics import (
+    apply_protocol,
+    case_metrics,
+    catalogue_coverage,
+    item_self_information,
+    mask_history,
+    novelty,
+    ranking_summary,
+    target_ranks,
+    top_k_items,
+)
 
 NEG = -np.inf
 
