@@ -83,12 +83,23 @@ class InterestModel(nn.Module):
         items = self.item_representations() if items is None else items
         B, L = seqs.shape
         pad = (seqs != 0).unsqueeze(-1).to(items.dtype)                      # [B, L, 1]
-        pos = torch.arange(L, device=seqs.device).unsqueeze(0).expand(B, L)
+        # right-aligned positions: the most recent item is always position max_len - 1, however
+        # many all-padding columns a batch was trimmed by
+        pos = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=seqs.device).unsqueeze(0).expand(B, L)
         x = items[seqs] * (self.cfg.hidden ** 0.5) + self.position(pos)    # [B, L, H]
         x = self.dropout(self.input_norm(x)) * pad
-        causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seqs.device), diagonal=1)
-        h = self.encoder(x, mask=causal)
+        h = self.encoder(x, mask=self._attention_mask(seqs))
         return self.output_norm(h) * pad
+
+    def _attention_mask(self, seqs: torch.Tensor) -> torch.Tensor:
+        """[B * n_heads, L, L], True = blocked: no look-ahead and no attention to padding, so a
+        sequence's states do not depend on how much padding its batch has. Every position may
+        attend to itself, which keeps all-padding rows finite (they are zeroed afterwards)."""
+        B, L = seqs.shape
+        future = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seqs.device), diagonal=1)
+        blocked = future.unsqueeze(0) | (seqs == 0).unsqueeze(1)                  # [B, L, L]
+        blocked &= ~torch.eye(L, dtype=torch.bool, device=seqs.device)
+        return blocked.repeat_interleave(self.cfg.n_heads, dim=0)
 
     def forward(self, seqs: torch.Tensor, targets: torch.Tensor, n_negatives: int = 0) -> torch.Tensor:
         """Mean cross-entropy of next-item prediction over all non-padding positions.

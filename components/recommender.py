@@ -74,7 +74,9 @@ class ModelScorer:
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         out = []
         for start in range(0, len(histories), self.batch_size):
-            seqs = left_pad(histories[start:start + self.batch_size], self.model.cfg.max_len).to(self.device)
+            batch = histories[start:start + self.batch_size]
+            width = max(1, min(self.model.cfg.max_len, max((len(h) for h in batch), default=1)))
+            seqs = left_pad(batch, width).to(self.device)
             out.append(self.model.score_last(seqs, self.items).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.cfg.n_items + 1), np.float32)
 

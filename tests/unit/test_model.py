@@ -1,0 +1,58 @@
+"""Shape and invariance checks of the interest model on tiny synthetic inputs."""
+import pytest
+import torch
+
+from components.model import InterestModel, SeqRecConfig
+from components.recommender import left_pad
+
+N_ITEMS, TEXT_DIM = 40, 8
+
+
+def _model(mode: str, **cfg) -> InterestModel:
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(N_ITEMS + 1, TEXT_DIM), dim=-1)
+    text[0] = 0
+    config = SeqRecConfig(n_items=N_ITEMS, max_len=10, hidden=16, mode=mode,
+                          text_dim=TEXT_DIM if mode != "id" else 0, **cfg)
+    return InterestModel(config, text if mode != "id" else None).eval()
+
+
+@pytest.mark.parametrize("mode", ["id", "text", "id+text"])
+def test_scores_do_not_depend_on_padding(mode):
+    model = _model(mode)
+    short, long = left_pad([[3, 4, 5]], 4), left_pad([[3, 4, 5]], 10)
+    torch.testing.assert_close(model.score_last(short), model.score_last(long), atol=1e-5, rtol=1e-5)
+
+
+def test_history_changes_scores_and_padding_item_never_wins():
+    model = _model("id+text")
+    scores = model.score_last(left_pad([[1, 2], [7, 8, 9]], 10))
+    assert scores.shape == (2, N_ITEMS + 1)
+    assert torch.isneginf(scores[:, 0]).all()
+    assert not torch.allclose(scores[0, 1:], scores[1, 1:])
+
+
+def test_unknown_items_keep_only_their_text_part():
+    known = torch.ones(N_ITEMS + 1)
+    known[5] = 0
+    text_only = _model("text").item_representations()
+    model = _model("id+text")
+    model.known.copy_(known)
+    reps = model.item_representations()
+    torch.testing.assert_close(reps[5], model.text_proj(model.text)[5])
+    assert reps[5].shape == text_only[5].shape and reps[0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("n_negatives", [0, 5])
+def test_loss_is_finite_and_backpropagates(n_negatives):
+    model = _model("id+text").train()
+    seqs = left_pad([[1, 2, 3], [4, 5]], 10)
+    targets = left_pad([[2, 3, 6], [5, 7]], 10)
+    loss = model(seqs, targets, n_negatives)
+    loss.backward()
+    assert torch.isfinite(loss) and model.item_id.weight.grad.abs().sum() > 0
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="model.mode"):
+        InterestModel(SeqRecConfig(n_items=3, mode="bag-of-words"))
