@@ -118,6 +118,48 @@ def evaluate(params: Optional[Path] = ParamsOpt) -> None:
     _echo_json(run_evaluate(_params(params))[protocol][subset])
 
 
+@app.command("finetune-cold")
+def finetune_cold(params: Optional[Path] = ParamsOpt) -> None:
+    """Fit the cold-start adapter (coldstart.* in params.yaml) on warm items only.
+
+    Text-only representations of new products learn to land where trained items' are; the
+    trained weights stay frozen. Writes coldstart.model_file, the artefact the service loads.
+    """
+    from components.coldstart import run_finetune_cold
+    _echo_json(run_finetune_cold(_params(params)))
+
+
+@app.command("evaluate-cold")
+def evaluate_cold(params: Optional[Path] = ParamsOpt) -> None:
+    """Cold-item and new-shopper figures before and after cold-start fine-tuning.
+
+    Writes coldstart.metrics_file (metrics/cold_start.json) and the NDCG@10-by-history plot data.
+    """
+    from components.evaluate_cold import run_cold_start_eval
+    results = run_cold_start_eval(_params(params))
+    _echo_json({k: results[k] for k in ("cases", "cold_items", "warm_items", "checks")})
+
+
+@app.command("add-items")
+def add_items(file: Path = typer.Argument(..., help="CSV or JSON lines: item, title[, brand, categories, description]"),
+              params: Optional[Path] = ParamsOpt) -> None:
+    """Add new products to the catalogue: embedded and recommendable at once, no retraining."""
+    from components.coldstart import run_add_items
+    _echo_json(run_add_items(_params(params), file))
+
+
+@app.command()
+def recommend(text: Optional[str] = typer.Option(None, "--text", "-t", help="a shopper's statement of interests"),
+              history: Optional[str] = typer.Option(None, "--history", help="comma-separated item ids, oldest first"),
+              k: Optional[int] = typer.Option(None, "--k", help="list length (default coldstart.top_k)"),
+              params: Optional[Path] = ParamsOpt) -> None:
+    """Recommend for a shopper: from a text, from their first items, or (neither) a diverse popular default."""
+    from components.coldstart import recommend as run
+    items = [i.strip() for i in history.split(",") if i.strip()] if history else []
+    table = run(_params(params), text=text, history=items, k=k)
+    typer.echo(table.to_string(index=False))
+
+
 @app.command()
 def register(params: Optional[Path] = ParamsOpt) -> None:
     """Save the trained model to the BentoML model store (the registry) as a candidate.

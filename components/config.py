@@ -151,6 +151,27 @@ class RegistryParams(_Section):
     record_file: Path
 
 
+class ColdStartParams(_Section):
+    adapter_hidden: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=1)
+    lr: float = Field(gt=0)
+    contrastive_weight: float = Field(ge=0)
+    temperature: float = Field(gt=0)
+    holdout_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    device: str
+    history_k: tuple[int, ...]
+    default_pool: int = Field(gt=0)
+    default_diversity: float = Field(ge=0, le=1)
+    top_k: int = Field(gt=0)
+    model_file: Path
+    adapter_metrics_file: Path
+    metrics_file: Path
+    plot_file: Path
+    added_items_dir: Path
+
+
 class Params(_Section):
     data: DataParams
     ingest: IngestParams
@@ -159,6 +180,7 @@ class Params(_Section):
     embed: EmbedParams
     model: ModelParams
     train: TrainParams
+    coldstart: ColdStartParams
     registry: RegistryParams
     baselines: BaselinesParams
     fusion: FusionParams

@@ -28,6 +28,7 @@ class SeqRecConfig:
     dropout: float = 0.5
     mode: Mode = "id+text"
     text_dim: int = 0       # width of the frozen text embeddings (0 when mode == "id")
+    cold_adapter: int = 0   # hidden width of the cold-start adapter (0 = none; see coldstart.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +53,11 @@ class InterestModel(nn.Module):
             self.register_buffer("text", text_embeddings.float().clone())
             self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.hidden), nn.GELU(),
                                            nn.Linear(cfg.hidden, cfg.hidden))
+        if cfg.cold_adapter:
+            if cfg.mode != "id+text":
+                raise ValueError("the cold-start adapter stands in for ID embeddings: it needs mode 'id+text'")
+            self.cold_adapter = nn.Sequential(nn.Linear(cfg.text_dim, cfg.cold_adapter), nn.GELU(),
+                                              nn.Linear(cfg.cold_adapter, cfg.hidden))
         known = torch.ones(n) if known_items is None else known_items.float().clone()
         known[0] = 0.0
         self.register_buffer("known", known)   # 1 = seen in training: its ID embedding is trusted
@@ -64,16 +70,24 @@ class InterestModel(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.output_norm = nn.LayerNorm(cfg.hidden)
 
-    def item_representations(self, text_override: torch.Tensor | None = None) -> torch.Tensor:
-        """[n_items + 1, hidden]; row 0 (padding) is zero. text_override swaps the text matrix
-        (e.g. after adding products) without retraining."""
-        parts = []
-        if self.uses_id:
-            parts.append(self.item_id.weight * self.known.unsqueeze(-1))
-        if self.uses_text:
-            text = self.text if text_override is None else text_override
-            parts.append(self.text_proj(text))
-        reps = torch.stack(parts).sum(0)
+    def text_representation(self, text: torch.Tensor) -> torch.Tensor:
+        """[N, hidden] for items (or shopper queries) known only by text: the text path, plus the
+        cold-start adapter's estimate of the missing ID part when the model has one."""
+        rep = self.text_proj(text)
+        if self.cfg.cold_adapter:
+            rep = rep + self.cold_adapter(text)
+        return rep
+
+    def item_representations(self) -> torch.Tensor:
+        """[n_items + 1, hidden]; row 0 (padding) is zero. Items seen in training use their ID
+        embedding (plus text); the others are represented from their text alone."""
+        if not self.uses_text:
+            reps = self.item_id.weight * self.known.unsqueeze(-1)
+        elif not self.uses_id:
+            reps = self.text_proj(self.text)
+        else:
+            known = self.known.unsqueeze(-1)
+            reps = known * (self.item_id.weight + self.text_proj(self.text)) + (1 - known) * self.text_representation(self.text)
         mask = torch.ones(reps.shape[0], 1, device=reps.device)
         mask[0] = 0.0
         return reps * mask
@@ -131,3 +145,36 @@ class InterestModel(nn.Module):
         scores = h @ items.T
         scores[:, 0] = float("-inf")
         return scores
+
+    @torch.inference_mode()
+    def score_text_queries(self, query_text: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Catalogue scores for shoppers known only by a statement of interest: each query's text
+        embedding [Q, text_dim] is read as a one-item history through the text path."""
+        if not self.uses_text:
+            raise ValueError("mode 'id' has no text path: text queries need mode 'text' or 'id+text'")
+        items = self.item_representations() if items is None else items
+        extended = torch.cat([items, self.text_representation(query_text.to(items.device))])
+        seqs = torch.arange(items.shape[0], extended.shape[0], device=items.device).unsqueeze(1)
+        h = self.user_states(seqs, extended)[:, -1]
+        scores = h @ items.T
+        scores[:, 0] = float("-inf")
+        return scores
+
+
+def extend_catalogue(model: InterestModel, new_text: torch.Tensor) -> InterestModel:
+    """A copy of the model whose catalogue also holds new items, known by their text embeddings
+    [m, text_dim]: item_idx n_items+1 .. n_items+m, no retraining. They are unknown to training,
+    so they are represented through the text path (and the cold-start adapter, if trained)."""
+    if not model.uses_text:
+        raise ValueError("mode 'id' has no text path: it cannot represent items it was not trained on")
+    cfg = SeqRecConfig(**{**model.cfg.to_dict(), "n_items": model.cfg.n_items + len(new_text)})
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    device = state["text"].device
+    state["text"] = torch.cat([state["text"], new_text.float().to(device)])
+    state["known"] = torch.cat([state["known"], torch.zeros(len(new_text), device=device)])
+    if model.uses_id:
+        w = state["item_id.weight"]
+        state["item_id.weight"] = torch.cat([w, torch.zeros(len(new_text), w.shape[1], device=device)])
+    extended = InterestModel(cfg, state["text"], state["known"]).to(device)
+    extended.load_state_dict(state)
+    return extended.eval()

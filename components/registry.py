@@ -1,6 +1,6 @@
 """The BentoML model store as the model registry.
 
-A trained checkpoint is saved with its evaluation metrics, the params that made it and the data
+The trained model with its cold-start adapter (warm items rank exactly as the trained model's) is saved with its evaluation metrics, the params that made it and the data
 version (DVC hash of the split) as metadata, labelled `stage=candidate`, so a later step can
 compare it with the model labelled `stage=production` and the service can load either by tag.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from components.coldstart import cold_model_path
 from components.config import Params
 from components.errors import InterestError
 from components.io import read_json, write_json
@@ -22,7 +23,6 @@ from components.recommender import (
     MODEL_SCORER_NAME,
     ModelScorer,
     load_checkpoint,
-    model_path,
 )
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,16 @@ def data_version(params: Params) -> dict[str, str | None]:
 def register_model(params: Params) -> dict:
     """Save the trained checkpoint to the model store; returns the tag and what was recorded."""
     bentoml = _bentoml(params)
-    checkpoint = model_path(params)
+    checkpoint = cold_model_path(params)  # the trained model plus its cold-start adapter
     if not checkpoint.is_file():
-        raise InterestError(f"no trained model at {checkpoint}: run `interest train` first")
+        raise InterestError(f"no model at {checkpoint}: run `interest train` and `interest finetune-cold` first")
     metrics_file = params.path(params.evaluate.metrics_file)
     metrics = read_json(metrics_file) if metrics_file.is_file() else {}
     headline = metrics.get("unmasked", {}).get("test", {}).get(MODEL_SCORER_NAME, {})
     metadata = {
         "test_metrics": headline,
         "train": read_json(params.path(params.train.metrics_file)),
+        "cold_adapter": read_json(params.path(params.coldstart.adapter_metrics_file)),
         "params": {"model": params.model.model_dump(), "train": params.train.model_dump(mode="json")},
         "data_version": data_version(params),
         "dataset": params.data.dataset,

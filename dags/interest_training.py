@@ -1,5 +1,5 @@
 """The interest model's training pipeline on Airflow:
-ingest -> validate -> split -> embed -> train -> evaluate -> register.
+ingest -> validate -> split -> embed -> train -> finetune_cold -> evaluate -> evaluate_cold -> register.
 
 Each task loads params.yaml and calls the same `components` function as the matching
 `interest` CLI step (and `dvc repro` stage), so Airflow adds scheduling, retries and history
@@ -92,6 +92,20 @@ def interest_training():
         return run_train(_params())
 
     @task
+    def finetune_cold() -> dict:
+        """Fit the cold-start adapter on warm items; returns its alignment summary."""
+        from components.coldstart import run_finetune_cold
+
+        return run_finetune_cold(_params())
+
+    @task
+    def evaluate_cold() -> dict:
+        """Cold-item and new-shopper figures; returns the cold-start checks."""
+        from components.evaluate_cold import run_cold_start_eval
+
+        return run_cold_start_eval(_params())["checks"]
+
+    @task
     def evaluate() -> dict:
         """Every model and baseline, both protocols; returns the headline (unmasked test) figures."""
         from components.evaluate import HEADLINE, run_evaluate
@@ -107,7 +121,8 @@ def interest_training():
         return register_model(_params())
 
     validated = validate()
-    chain(ingest(), validated, split(validated), embed(validated), train(), evaluate(), register())
+    chain(ingest(), validated, split(validated), embed(validated), train(), finetune_cold(), evaluate(), evaluate_cold(),
+          register())
 
 
 interest_training()

@@ -25,7 +25,7 @@ from tests.e2e.helpers import (
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "interest_training"
-PIPELINE = ("ingest", "validate", "split", "embed", "train", "evaluate", "register")
+PIPELINE = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 
 
 def test_dag_run_writes_the_split(tmp_path, mirror_dir):

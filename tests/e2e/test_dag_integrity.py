@@ -15,7 +15,7 @@ from tests.e2e.helpers import BIN, ROOT, clean_env, run
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "interest_training"
-PIPELINE = ("ingest", "validate", "split", "embed", "train", "evaluate", "register")
+PIPELINE = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 
 PROBE = """
 import json, sys

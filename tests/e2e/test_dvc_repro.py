@@ -24,8 +24,7 @@ from tests.e2e.helpers import (
 
 pytestmark = pytest.mark.e2e
 
-TARGET = "register"
-STAGES = ("ingest", "validate", "split", "embed", "train", "evaluate", "register")
+STAGES = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 
 
 def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
@@ -39,7 +38,7 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
 
     run(["git", "init", "-q"], cwd=repo, env=env, timeout=30)
     run([dvc, "init", "-q"], cwd=repo, env=env, timeout=60)
-    first = run([dvc, "repro", TARGET], cwd=repo, env=env, timeout=600)
+    first = run([dvc, "repro"], cwd=repo, env=env, timeout=600)
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first
 
@@ -52,7 +51,7 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     lock = (repo / "dvc.lock").read_text()
     assert f"path: {mirror_dir}" in lock  # the mirror outside the repository is a tracked dependency
 
-    second = run([dvc, "repro", TARGET], cwd=repo, env=env, timeout=120)
+    second = run([dvc, "repro"], cwd=repo, env=env, timeout=120)
     for stage in STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in second
     assert "Running stage" not in second
