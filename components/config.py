@@ -156,8 +156,6 @@ class ColdStartParams(_Section):
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=1)
     lr: float = Field(gt=0)
-    contrastive_weight: float = Field(ge=0)
-    temperature: float = Field(gt=0)
     holdout_fraction: float = Field(gt=0, lt=1)
     seed: int
     device: str
