@@ -118,6 +118,10 @@ class InterestModel(nn.Module):
     def forward(self, seqs: torch.Tensor, targets: torch.Tensor, n_negatives: int = 0) -> torch.Tensor:
         """Mean cross-entropy of next-item prediction over all non-padding positions.
 
+        Only items seen in training compete: an item unknown at training time (a cold item, or
+        any product added later) must not be learnt as "never bought", or its text path would be
+        trained to rank it low before anyone had the chance to buy it.
+
         targets: [B, L] next item per position (0 = no target). n_negatives = 0 is the full
         softmax over the catalogue; > 0 is a sampled softmax against that many shared uniform
         negatives, for catalogues too large for the full one.
@@ -128,9 +132,10 @@ class InterestModel(nn.Module):
         h, t = h[keep], targets[keep]                                        # [M, H], [M]
         if n_negatives == 0:
             logits = h @ items.T                                             # [M, n_items + 1]
-            logits[:, 0] = float("-inf")
+            logits = logits.masked_fill(self.known == 0, float("-inf"))      # padding, unseen items
             return F.cross_entropy(logits, t)
-        neg = torch.randint(1, items.shape[0], (n_negatives,), device=h.device)
+        candidates = torch.nonzero(self.known).squeeze(1)
+        neg = candidates[torch.randint(0, len(candidates), (n_negatives,), device=h.device)]
         pos_logit = (h * items[t]).sum(-1, keepdim=True)                     # [M, 1]
         neg_logit = h @ items[neg].T                                         # [M, K]
         neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == t.unsqueeze(1), float("-inf"))
