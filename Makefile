@@ -32,7 +32,8 @@ setup: $(STAMP)  ## create .venv with every pinned dependency
 
 run: $(STAMP)  ## run the whole pipeline (dvc repro) on params.yaml and print the metrics
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/dvc metrics show metrics/data.json metrics/train.json
+	$(BIN)/interest bench-quality
 
 test: $(STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
 	$(BIN)/pytest -q

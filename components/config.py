@@ -89,6 +89,7 @@ class ModelParams(_Section):
     n_layers: int = Field(gt=0)
     n_heads: int = Field(gt=0)
     dropout: float = Field(ge=0.0, lt=1.0)
+    id_dropout: float = Field(ge=0.0, lt=1.0)
 
 
 class TrainParams(_Section):

@@ -29,6 +29,7 @@ class SeqRecConfig:
     mode: Mode = "id+text"
     text_dim: int = 0       # width of the frozen text embeddings (0 when mode == "id")
     cold_adapter: int = 0   # hidden width of the cold-start adapter (0 = none; see coldstart.py)
+    id_dropout: float = 0.0 # training only: share of items shown by their text alone in a step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,15 +79,17 @@ class InterestModel(nn.Module):
             rep = rep + self.cold_adapter(text)
         return rep
 
-    def item_representations(self) -> torch.Tensor:
+    def item_representations(self, id_keep: torch.Tensor | None = None) -> torch.Tensor:
         """[n_items + 1, hidden]; row 0 (padding) is zero. Items seen in training use their ID
-        embedding (plus text); the others are represented from their text alone."""
+        embedding (plus text); the others are represented from their text alone. id_keep [n + 1]
+        (training) hides the ID part of some seen items too, so the text path learns to stand alone."""
+        known = self.known if id_keep is None else self.known * id_keep
         if not self.uses_text:
-            reps = self.item_id.weight * self.known.unsqueeze(-1)
+            reps = self.item_id.weight * known.unsqueeze(-1)
         elif not self.uses_id:
             reps = self.text_proj(self.text)
         else:
-            known = self.known.unsqueeze(-1)
+            known = known.unsqueeze(-1)
             reps = known * (self.item_id.weight + self.text_proj(self.text)) + (1 - known) * self.text_representation(self.text)
         mask = torch.ones(reps.shape[0], 1, device=reps.device)
         mask[0] = 0.0
@@ -126,7 +129,11 @@ class InterestModel(nn.Module):
         softmax over the catalogue; > 0 is a sampled softmax against that many shared uniform
         negatives, for catalogues too large for the full one.
         """
-        items = self.item_representations()
+        id_keep = None
+        if self.training and self.cfg.id_dropout > 0 and self.uses_id and self.uses_text:
+            # DropoutNet-style: some seen items are shown by their text alone, as new ones will be
+            id_keep = (torch.rand(self.known.shape, device=seqs.device) >= self.cfg.id_dropout).float()
+        items = self.item_representations(id_keep)
         h = self.user_states(seqs, items)
         keep = targets != 0
         h, t = h[keep], targets[keep]                                        # [M, H], [M]

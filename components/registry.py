@@ -52,6 +52,16 @@ def data_version(params: Params) -> dict[str, str | None]:
     return {"dvc_md5": dvc_md5, "sha256": h.hexdigest()[:16]}
 
 
+def _without_none(obj):
+    """BentoML metadata takes basic types only: an absent value (e.g. no dvc.lock outside DVC,
+    as under Airflow) is left out rather than stored as None."""
+    if isinstance(obj, dict):
+        return {k: _without_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_without_none(v) for v in obj if v is not None]
+    return obj
+
+
 def register_model(params: Params) -> dict:
     """Save the trained checkpoint to the model store; returns the tag and what was recorded."""
     bentoml = _bentoml(params)
@@ -70,7 +80,8 @@ def register_model(params: Params) -> dict:
         "dataset": params.data.dataset,
     }
     labels = {"stage": "candidate", "mode": params.model.mode.replace("+", "_"), "dataset": params.data.dataset}
-    with bentoml.models.create(name=params.registry.model_name, labels=labels, metadata=metadata) as ref:
+    with bentoml.models.create(name=params.registry.model_name, labels=labels,
+                               metadata=_without_none(metadata)) as ref:
         shutil.copy(checkpoint, Path(ref.path) / CHECKPOINT_NAME)
     record = {"tag": str(ref.tag), "labels": labels, "data_version": metadata["data_version"],
               "test_ndcg@10": headline.get("ndcg@10")}

@@ -82,14 +82,14 @@ def test_registered_model_ranks_like_the_in_memory_one(prepared_sample, tmp_path
     params_file = derived_params(prepared_sample, tmp_path)
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "BENTOML_HOME": str(tmp_path / "store"),
            "BENTOML_DO_NOT_TRACK": "True"}
-    for command in ("train", "register"):
+    for command in ("train", "finetune-cold", "register"):
         proc = subprocess.run([str(BIN / "interest"), command, "--params", str(params_file)], capture_output=True,
                               text=True, timeout=600, cwd=tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
     params = load_params(params_file)
     split = load_split(params)
-    histories = split.cases[split.cases.split == "test"]["history"].tolist()[:50]
-    in_memory = ModelScorer(load_checkpoint(params.path(params.train.model_file))[0]).score(histories)
+    histories = [[int(i) for i in h] for h in split.cases[split.cases.split == "test"]["history"].tolist()[:50]]
+    in_memory = ModelScorer(load_checkpoint(params.path(params.coldstart.model_file))[0]).score(histories)
     code = ("import json,sys,numpy as np; from components.config import load_params; "
             "from components.registry import load_registered_scorer; "
             "s, meta = load_registered_scorer(load_params(sys.argv[1])); "
