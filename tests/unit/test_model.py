@@ -56,3 +56,19 @@ def test_loss_is_finite_and_backpropagates(n_negatives):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="model.mode"):
         InterestModel(SeqRecConfig(n_items=3, mode="bag-of-words"))
+
+
+def test_id_dropout_shows_seen_items_by_text_alone_only_in_training():
+    model = _model("id+text", id_dropout=0.5)
+    seqs, targets = left_pad([[1, 2, 3]], 10), left_pad([[2, 3, 4]], 10)
+    model.train()
+    torch.manual_seed(1)
+    keep = (torch.rand(model.known.shape) >= 0.5).float()
+    dropped = model.item_representations(keep)
+    full = model.item_representations()
+    hidden = (keep == 0) & (model.known > 0)
+    torch.testing.assert_close(dropped[hidden], model.text_representation(model.text)[hidden])
+    torch.testing.assert_close(dropped[~hidden], full[~hidden])
+    assert torch.isfinite(model(seqs, targets))
+    model.eval()
+    torch.testing.assert_close(model.score_last(seqs), model.score_last(seqs))
