@@ -74,6 +74,8 @@ def check_data_outputs(params_file: Path, users: int) -> dict:
     return stats
 
 
+# every pipeline step, in order: the DVC stages and the DAG's tasks alike
+PIPELINE = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 QUICK_TRAINING = {"epochs": 2, "max_minutes": 0}  # enough to exercise every stage on a sample
 
 

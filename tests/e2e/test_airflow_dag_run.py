@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import SAMPLE_USERS, write_params
 from tests.e2e.helpers import (
     BIN,
+    PIPELINE,
     QUICK_TRAINING,
     ROOT,
     check_data_outputs,
@@ -25,7 +26,6 @@ from tests.e2e.helpers import (
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "interest_training"
-PIPELINE = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 
 
 def test_dag_run_writes_the_split(tmp_path, mirror_dir):

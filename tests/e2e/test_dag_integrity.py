@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import BIN, ROOT, clean_env, run
+from tests.e2e.helpers import BIN, PIPELINE, ROOT, clean_env, run
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "interest_training"
-PIPELINE = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 
 PROBE = """
 import json, sys

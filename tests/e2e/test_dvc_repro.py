@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import SAMPLE_USERS, write_params
 from tests.e2e.helpers import (
     BIN,
+    PIPELINE,
     QUICK_TRAINING,
     ROOT,
     check_data_outputs,
@@ -24,7 +25,6 @@ from tests.e2e.helpers import (
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
 
 
 def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
@@ -39,7 +39,7 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     run(["git", "init", "-q"], cwd=repo, env=env, timeout=30)
     run([dvc, "init", "-q"], cwd=repo, env=env, timeout=60)
     first = run([dvc, "repro"], cwd=repo, env=env, timeout=600)
-    for stage in STAGES:
+    for stage in PIPELINE:
         assert f"Running stage '{stage}'" in first
 
     stats = check_data_outputs(params_file, users=SAMPLE_USERS)
@@ -52,7 +52,7 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     assert f"path: {mirror_dir}" in lock  # the mirror outside the repository is a tracked dependency
 
     second = run([dvc, "repro"], cwd=repo, env=env, timeout=120)
-    for stage in STAGES:
+    for stage in PIPELINE:
         assert f"Stage '{stage}' didn't change, skipping" in second
     assert "Running stage" not in second
     assert "Data and pipelines are up to date." in second
