@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from components.coldstart import cold_model_path, fit_cold_adapter, recommend, run_add_items, run_finetune_cold
+from components.coldstart import (
+    cold_model_path,
+    fit_cold_adapter,
+    recommend,
+    run_add_items,
+    run_finetune_cold,
+)
 from components.config import load_params
 from components.evaluate_cold import run_cold_start_eval
 from components.recommender import load_checkpoint, model_path
