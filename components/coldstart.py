@@ -139,15 +139,20 @@ def truncate_histories(histories: Sequence[Sequence[int]], k: int) -> list[list[
 
 
 # --------------------------------------------------------------------------- new products
-def add_items(model: InterestModel, existing: pd.DataFrame, new_items: pd.DataFrame,
-              new_text: np.ndarray) -> tuple[InterestModel, pd.DataFrame]:
-    """Catalogue grows by new_items (their text embeddings new_text) with no retraining."""
+def index_new_items(existing: pd.DataFrame, new_items: pd.DataFrame) -> pd.DataFrame:
+    """item, item_idx for new_items, numbered after the catalogue; refuses ids it already has."""
     known_ids = set(existing["item"])
     dup = [i for i in new_items["item"] if i in known_ids]
     if dup:
         raise ValueError(f"{len(dup)} items are already in the catalogue (e.g. {dup[:3]}); give new item ids")
     start = int(existing["item_idx"].max()) + 1
-    added = new_items[["item"]].assign(item_idx=np.arange(start, start + len(new_items)))
+    return new_items[["item"]].assign(item_idx=np.arange(start, start + len(new_items)))
+
+
+def add_items(model: InterestModel, existing: pd.DataFrame, new_items: pd.DataFrame,
+              new_text: np.ndarray) -> tuple[InterestModel, pd.DataFrame]:
+    """Catalogue grows by new_items (their text embeddings new_text) with no retraining."""
+    added = index_new_items(existing, new_items)
     return extend_catalogue(model, torch.as_tensor(new_text)), pd.concat([existing, added], ignore_index=True)
 
 
@@ -181,7 +186,7 @@ def run_add_items(params: Params, file: Path) -> dict:
     brand, categories, description); they are recommendable at once, with no retraining."""
     from components.embed import item_texts
     from components.errors import DataSourceError
-    from components.io import write_parquet
+    from components.io import read_parquet, write_npy, write_parquet
     from components.text_encoder import load_text_encoder
 
     if not Path(file).is_file():
@@ -192,23 +197,20 @@ def run_add_items(params: Params, file: Path) -> dict:
     new["item"] = new["item"].astype(str)
     if new["item"].duplicated().any():
         raise DataSourceError(f"{file}: item ids repeat: {new.loc[new['item'].duplicated(), 'item'].tolist()[:5]}")
-    model, catalogue = load_serving_model(params)
-    cfg = params.embed
-    encoder = load_text_encoder(cfg.encoder, select_device(cfg.device), cfg.max_tokens)
-    texts = item_texts(new, list(cfg.fields), cfg.max_chars)
-    vectors = encoder.encode(texts, cfg.batch_size, progress=True)
+    _, catalogue = load_serving_model(params)
     try:
-        _, extended = add_items(model, catalogue, new, vectors)
+        rows = index_new_items(catalogue, new).merge(new, on="item")
     except ValueError as exc:
         raise DataSourceError(f"{file}: {exc}") from exc
-    rows = extended.tail(len(new)).merge(new, on="item")
+    cfg = params.embed
+    encoder = load_text_encoder(cfg.encoder, select_device(cfg.device), cfg.max_tokens)
+    vectors = encoder.encode(item_texts(new, list(cfg.fields), cfg.max_chars), cfg.batch_size, progress=True)
     paths = added_items_paths(params)
     if paths["items"].is_file():
-        from components.io import read_parquet
         rows = pd.concat([read_parquet(paths["items"]), rows], ignore_index=True)
         vectors = np.concatenate([np.load(paths["text"]), vectors])
     write_parquet(rows.reindex(columns=["item", "item_idx", "title", "brand", "categories", "description"]), paths["items"])
-    np.save(paths["text"], vectors)
+    write_npy(vectors, paths["text"])
     log.info("added %d products (now %d added in all)", len(new), len(rows))
     return {"added": len(new), "added_in_all": len(rows), "item_idx": rows["item_idx"].tail(len(new)).tolist()}
 

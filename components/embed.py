@@ -14,7 +14,7 @@ import pandas as pd
 
 from components.config import EmbedParams, Params
 from components.device import select_device
-from components.io import read_json, read_parquet, write_json
+from components.io import read_json, read_parquet, write_json, write_npy
 from components.split import load_split
 from components.text_encoder import load_text_encoder
 
@@ -58,8 +58,7 @@ def run_embed(params: Params, items_path: Path) -> dict:
     split = load_split(params)
     matrix, texts = embed_catalogue(split.item_index, read_parquet(items_path), params.embed)
     paths = embedding_paths(params)
-    paths["matrix"].parent.mkdir(parents=True, exist_ok=True)
-    np.save(paths["matrix"], matrix)
+    write_npy(matrix, paths["matrix"])
     meta = {
         "encoder": params.embed.encoder, "dim": int(matrix.shape[1]), "items": len(texts),
         "texts_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest(),
