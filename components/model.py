@@ -4,6 +4,9 @@ An item's representation is a learned ID embedding, a learned projection of its 
 embedding, or their sum (`mode`). Items the model never saw in training keep a zero ID part,
 so they are represented by their text alone and can be ranked from the day they are added.
 The same item representations score the whole catalogue (tied input/output embeddings).
+With `repeat_bias`, one learned offset is added to the scores of items already in the shopper's
+history: the data decides whether shoppers come back to an item (consumables) or never buy it
+twice (most of a beauty catalogue), instead of the evaluation masking history by hand.
 """
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ class SeqRecConfig:
     mode: Mode = "id+text"
     text_dim: int = 0       # width of the frozen text embeddings (0 when mode == "id")
     cold_adapter: int = 0   # hidden width of the cold-start adapter (0 = none; see coldstart.py)
+    cold_profile_decay: float = 0.5  # with the adapter: recency decay of the history text profile
     id_dropout: float = 0.0 # training only: share of items shown by their text alone in a step
+    repeat_bias: bool = False  # learn one score offset for items already in the history
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,9 +64,14 @@ class InterestModel(nn.Module):
                 raise ValueError("the cold-start adapter stands in for ID embeddings: it needs mode 'id+text'")
             self.cold_adapter = nn.Sequential(nn.Linear(cfg.text_dim, cfg.cold_adapter), nn.GELU(),
                                               nn.Linear(cfg.cold_adapter, cfg.hidden))
+            # weight and offset of the text match (history text profile . item text) that text-only
+            # items get on top: a 64-wide shopper state cannot carry all the text a history shows
+            self.cold_match = nn.Parameter(torch.zeros(2))
         known = torch.ones(n) if known_items is None else known_items.float().clone()
         known[0] = 0.0
         self.register_buffer("known", known)   # 1 = seen in training: its ID embedding is trusted
+        if cfg.repeat_bias:
+            self.repeat = nn.Parameter(torch.zeros(()))
         self.position = nn.Embedding(cfg.max_len, cfg.hidden)
         self.input_norm = nn.LayerNorm(cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -118,6 +128,40 @@ class InterestModel(nn.Module):
         blocked &= ~torch.eye(L, dtype=torch.bool, device=seqs.device)
         return blocked.repeat_interleave(self.cfg.n_heads, dim=0)
 
+    def _add_repeat_bias(self, logits: torch.Tensor, rows: torch.Tensor, seqs: torch.Tensor,
+                         upto: torch.Tensor) -> torch.Tensor:
+        """logits [R, n_items + 1] of R positions; position r is sequence rows[r] up to column
+        upto[r]. Adds the learned repeat offset once to every item at or before that column."""
+        if not self.cfg.repeat_bias:
+            return logits
+        cols = torch.arange(seqs.shape[1], device=seqs.device)
+        seen = (cols.unsqueeze(0) <= upto.unsqueeze(1)) & (seqs[rows] != 0)     # [R, L]
+        r, c = torch.nonzero(seen, as_tuple=True)
+        flat = torch.unique(r * logits.shape[1] + seqs[rows][r, c])             # an item counts once
+        # in place: the product the logits come from does not need them for its gradient
+        return logits.index_put_((flat // logits.shape[1], flat % logits.shape[1]),
+                                 self.repeat.expand(len(flat)), accumulate=True)
+
+    def text_profile(self, seqs: torch.Tensor, upto: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, text_dim] unit-length, recency-weighted mean text embedding of each history up to
+        column upto (default: the last)."""
+        L = seqs.shape[1]
+        upto = torch.full((seqs.shape[0],), L - 1, device=seqs.device) if upto is None else upto
+        age = upto.unsqueeze(1) - torch.arange(L, device=seqs.device)
+        weight = (self.cfg.cold_profile_decay ** age.clamp(min=0).float()) * ((age >= 0) & (seqs != 0))
+        return F.normalize((weight.unsqueeze(-1) * self.text[seqs]).sum(1), dim=-1)
+
+    def add_text_match(self, logits: torch.Tensor, profile: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """Adds, in place, the cold-start text match to the logits of the text-only items `columns`."""
+        if not self.cfg.cold_adapter or len(columns) == 0:
+            return logits
+        match = self.cold_match[0] * (profile @ self.text[columns].T) + self.cold_match[1]
+        return logits.index_add_(1, columns, match)
+
+    def text_only_items(self) -> torch.Tensor:
+        """item_idx of the catalogue items known by their text alone (unseen in training)."""
+        return torch.nonzero(self.known[1:] == 0).squeeze(1) + 1
+
     def forward(self, seqs: torch.Tensor, targets: torch.Tensor, n_negatives: int = 0) -> torch.Tensor:
         """Mean cross-entropy of next-item prediction over all non-padding positions.
 
@@ -137,10 +181,13 @@ class InterestModel(nn.Module):
         h = self.user_states(seqs, items)
         keep = targets != 0
         h, t = h[keep], targets[keep]                                        # [M, H], [M]
+        rows, upto = torch.nonzero(keep, as_tuple=True)
         if n_negatives == 0:
-            logits = h @ items.T                                             # [M, n_items + 1]
+            logits = self._add_repeat_bias(h @ items.T, rows, seqs, upto)    # [M, n_items + 1]
             logits = logits.masked_fill(self.known == 0, float("-inf"))      # padding, unseen items
             return F.cross_entropy(logits, t)
+        if self.cfg.repeat_bias:
+            raise ValueError("model.repeat_bias needs the full softmax (train.n_negatives: 0)")
         candidates = torch.nonzero(self.known).squeeze(1)
         neg = candidates[torch.randint(0, len(candidates), (n_negatives,), device=h.device)]
         pos_logit = (h * items[t]).sum(-1, keepdim=True)                     # [M, 1]
@@ -154,7 +201,10 @@ class InterestModel(nn.Module):
         """Scores of the whole catalogue after each sequence's last position: [B, n_items + 1]."""
         items = self.item_representations() if items is None else items
         h = self.user_states(seqs, items)[:, -1]                            # [B, H]
-        scores = h @ items.T
+        rows = torch.arange(seqs.shape[0], device=seqs.device)
+        scores = self._add_repeat_bias(h @ items.T, rows, seqs, torch.full_like(rows, seqs.shape[1] - 1))
+        if self.cfg.cold_adapter:
+            scores = self.add_text_match(scores, self.text_profile(seqs), self.text_only_items())
         scores[:, 0] = float("-inf")
         return scores
 
@@ -169,6 +219,9 @@ class InterestModel(nn.Module):
         seqs = torch.arange(items.shape[0], extended.shape[0], device=items.device).unsqueeze(1)
         h = self.user_states(seqs, extended)[:, -1]
         scores = h @ items.T
+        if self.cfg.cold_adapter:
+            profile = F.normalize(query_text.to(items.device).float(), dim=-1)
+            scores = self.add_text_match(scores, profile, self.text_only_items())
         scores[:, 0] = float("-inf")
         return scores
 

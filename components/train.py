@@ -210,6 +210,7 @@ def model_config(params: Params, n_items: int, text_dim: int) -> SeqRecConfig:
     m = params.model
     return SeqRecConfig(n_items=n_items, max_len=m.max_len, hidden=m.hidden, n_layers=m.n_layers,
                         n_heads=m.n_heads, dropout=m.dropout, mode=m.mode, id_dropout=m.id_dropout,
+                        repeat_bias=m.repeat_bias,
                         text_dim=text_dim if m.mode != "id" else 0)
 
 

@@ -72,3 +72,47 @@ def test_id_dropout_shows_seen_items_by_text_alone_only_in_training():
     assert torch.isfinite(model(seqs, targets))
     model.eval()
     torch.testing.assert_close(model.score_last(seqs), model.score_last(seqs))
+
+
+def test_repeat_bias_moves_exactly_the_history_items():
+    model = _model("id+text", repeat_bias=True)
+    plain = _model("id+text")
+    with torch.no_grad():
+        model.repeat.fill_(-3.0)
+    seqs = left_pad([[1, 2, 1], [7]], 10)
+    diff = model.score_last(seqs)[:, 1:] - plain.score_last(seqs)[:, 1:]
+    expected = torch.zeros_like(diff)
+    expected[0, [0, 1]] = -3.0   # items 1 and 2 (item 1 twice in the history: still once)
+    expected[1, 6] = -3.0
+    torch.testing.assert_close(diff, expected)
+
+
+@pytest.mark.parametrize("comes_back", [False, True])
+def test_repeat_bias_learns_whether_shoppers_come_back(comes_back):
+    model = _model("id", repeat_bias=True, dropout=0.0).train()
+    g = torch.Generator().manual_seed(1)
+    seqs = torch.stack([torch.randperm(N_ITEMS, generator=g)[:8] + 1 for _ in range(64)])
+    inputs = seqs[:, :7]
+    targets = inputs[:, :1].expand(-1, 7) if comes_back else seqs[:, 1:]   # first item again / a new one
+    optim = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(30):
+        loss = model(inputs, targets)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert (model.repeat.item() > 0.5) if comes_back else (model.repeat.item() < -0.5)
+
+
+def test_text_match_reaches_only_text_only_items():
+    model = _model("id+text", cold_adapter=8, cold_profile_decay=0.5)
+    model.known[5] = 0
+    with torch.no_grad():
+        model.cold_match.copy_(torch.tensor([2.0, 1.0]))
+    seqs = left_pad([[3, 4]], 10)
+    before = model.score_last(seqs)
+    with torch.no_grad():
+        model.cold_match.zero_()
+    diff = before - model.score_last(seqs)
+    profile = torch.nn.functional.normalize(0.5 * model.text[3] + model.text[4], dim=-1)
+    assert diff[0, 5].item() == pytest.approx(2.0 * float(profile @ model.text[5]) + 1.0, abs=1e-5)
+    assert diff[0, 1:5].abs().max() == 0 and diff[0, 6:].abs().max() == 0
