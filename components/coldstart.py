@@ -1,15 +1,15 @@
 """Cold start: recommendations for products and shoppers the model has never seen.
 
 New products are represented from their text through the model's text path; the cold-start
-fine-tuning fits a small adapter (on warm items only) that predicts from text the ID part a
-trained item would have, so text-only representations land where trained ones are. New shoppers
+fine-tuning fits a small adapter (on warm items only) that adds to the text path what a trained
+item's ID part would contribute, so text-only representations rank where trained ones would. New shoppers
 are served from a free-text statement of interests (read as a one-item history through the same
 text path), from their first few interactions, or, with nothing, from a diverse popular default.
 """
 from __future__ import annotations
 
-import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from components.config import ColdStartParams, Params
 from components.device import select_device
@@ -26,60 +27,204 @@ from components.recommender import load_checkpoint, model_path, save_checkpoint
 log = logging.getLogger(__name__)
 
 
-def fit_cold_adapter(model: InterestModel, cfg: ColdStartParams) -> tuple[InterestModel, dict]:
+@dataclass(frozen=True)
+class Positions:
+    """Shopper states of a frozen model at positions with a known next item: what the adapter is
+    fitted to rank for. seqs [S, L]; rows/upto: each position's sequence and column; states
+    [P, hidden]; targets [P]."""
+    seqs: torch.Tensor
+    rows: torch.Tensor
+    upto: torch.Tensor
+    states: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.states[idx], self.rows[idx], self.upto[idx], self.targets[idx]
+
+
+@torch.inference_mode()
+def frozen_positions(model: InterestModel, seqs: torch.Tensor, targets: torch.Tensor,
+                     batch_size: int) -> Positions:
+    """seqs/targets [S, L] (0 = no target), as in training; states computed once in eval mode."""
+    model.eval()
+    device = model.known.device
+    states, rows, upto = [], [], []
+    for start in range(0, len(seqs), batch_size):
+        x, y = seqs[start:start + batch_size].to(device), targets[start:start + batch_size].to(device)
+        keep = y != 0
+        states.append(model.user_states(x)[keep])
+        r, c = torch.nonzero(keep, as_tuple=True)
+        rows.append(r + start)
+        upto.append(c)
+    seqs, targets = seqs.to(device), targets.to(device)
+    rows_t = torch.cat(rows)
+    upto_t = torch.cat(upto)
+    return Positions(seqs, rows_t, upto_t, torch.cat(states), targets[rows_t, upto_t])
+
+
+def _logits(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor,
+            positions: Positions, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Catalogue logits of some positions when the items text_only are known by text alone (the
+    adapter's output, differentiable) and every other seen item by its trained representation."""
+    h, rows, upto, t = positions.take(idx)
+    logits = (h @ items.T).index_copy(1, text_only, h @ adapted.text_representation(adapted.text[text_only]).T)
+    logits = adapted._add_repeat_bias(logits, rows, positions.seqs, upto)
+    logits = adapted.add_text_match(logits, adapted.text_profile(positions.seqs[rows], upto), text_only)
+    return logits.masked_fill(adapted.known == 0, float("-inf")), t
+
+
+def _ndcg_at_10(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    rank = (logits > logits.gather(1, targets.unsqueeze(1))).sum(1)
+    return torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float))
+
+
+@torch.no_grad()
+def case_ndcg(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor, positions: Positions,
+              batch_size: int) -> torch.Tensor:
+    """NDCG@10 of every position's target when the items text_only are known by text alone."""
+    adapted.eval()
+    return torch.cat([_ndcg_at_10(*_logits(adapted, items, text_only, positions, idx))
+                      for idx in torch.arange(len(positions), device=items.device).split(batch_size)])
+
+
+@torch.no_grad()
+def calibrate_exposure(adapted: InterestModel, items: torch.Tensor, held: torch.Tensor, select_on: Positions,
+                       cfg: ColdStartParams, warm_reference: float) -> dict:
+    """Sets the text match's weight and offset: for each weight (the fitted one times each of
+    cfg.exposure_scales) the largest offset whose warm-target NDCG@10 stays within
+    cfg.max_warm_drop of warm_reference (bisection: warm NDCG only falls as the offset rises),
+    then the weight whose held-out items rank best. The fitted objective weighs every position
+    alike; this states the shop's trade-off instead: new products get as much exposure as the
+    allowed warm-item cost buys."""
+    held_targets = torch.isin(select_on.targets, held)
+    floor = (1 - cfg.max_warm_drop) * warm_reference
+    fitted_weight = float(adapted.cold_match[0].clamp(min=1e-3))
+
+    def measure(weight: float, offset: float) -> tuple[float, float]:
+        adapted.cold_match.copy_(torch.tensor([weight, offset]))
+        ndcg = case_ndcg(adapted, items, held, select_on, cfg.batch_size)
+        return float(ndcg[~held_targets].mean()), float(ndcg[held_targets].mean())
+
+    best = {"text_only_ndcg@10": -1.0}
+    for scale in cfg.exposure_scales:
+        weight, (low, high) = fitted_weight * scale, cfg.offset_range
+        for _ in range(cfg.bisection_steps):
+            mid = (low + high) / 2
+            low, high = (mid, high) if measure(weight, mid)[0] >= floor else (low, mid)
+        warm, text_only = measure(weight, low)
+        log.info("exposure: weight %.2f offset %.2f -> warm NDCG@10 %.4f, held-out items %.4f",
+                 weight, low, warm, text_only)
+        if warm >= floor and text_only > best["text_only_ndcg@10"]:
+            best = {"weight": weight, "offset": low, "warm_ndcg@10": warm, "text_only_ndcg@10": text_only}
+    if "weight" not in best:   # not even the lowest offset keeps the budget: show new items least
+        best = {"weight": fitted_weight, "offset": cfg.offset_range[0], "warm_ndcg@10": float("nan"),
+                "text_only_ndcg@10": float("nan")}
+    adapted.cold_match.copy_(torch.tensor([best["weight"], best["offset"]]))
+    return {k: round(v, 6) for k, v in best.items()}
+
+
+def cold_state(model: InterestModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith("cold_")}
+
+
+def fit_cold_adapter(model: InterestModel, fit_on: Positions, select_on: Positions,
+                     cfg: ColdStartParams) -> tuple[InterestModel, dict]:
     """A copy of the trained model with a cold-start adapter fitted on warm items only.
 
-    The adapter regresses, from an item's text, the ID embedding a trained item has (squared
-    error: scores are dot products with the representation, so that is the error that matters).
-    It starts at zero (the plain text path) and the epoch with the lowest error on held-out warm
-    items is kept, so it never does worse there than the text path alone. The trained weights
-    stay frozen: warm items keep exactly their representations.
+    Each step shows a random share of warm items by their text alone, as new products will be,
+    and trains the adapter with the model's own objective (softmax over the catalogue) at the
+    frozen shopper states: a text-only item learns to rank where its trained twin would, and not
+    to push trained items out of lists where it does not belong, so scale and popularity are
+    calibrated along with direction. Held-out warm items never take part; the epoch whose
+    NDCG@10 on select_on (held-out items text-only) is best is kept, the plain text path
+    (zero-initialised adapter) included. The trained weights stay frozen: warm items keep
+    exactly their representations.
     """
     torch.manual_seed(cfg.seed)
-    adapted = InterestModel(SeqRecConfig(**{**model.cfg.to_dict(), "cold_adapter": cfg.adapter_hidden}),
+    adapted = InterestModel(SeqRecConfig(**{**model.cfg.to_dict(), "cold_adapter": cfg.adapter_hidden,
+                                            "cold_profile_decay": cfg.profile_decay}),
                             model.text, model.known).to(model.known.device)
     missing = adapted.load_state_dict(model.state_dict(), strict=False).missing_keys
-    assert all(k.startswith("cold_adapter.") for k in missing), missing
+    assert all(k.startswith("cold_") for k in missing), missing
     torch.nn.init.zeros_(adapted.cold_adapter[-1].weight)
     torch.nn.init.zeros_(adapted.cold_adapter[-1].bias)
     for name, p in adapted.named_parameters():
-        p.requires_grad_(name.startswith("cold_adapter."))
-    warm = torch.nonzero(model.known > 0).squeeze(1)
-    perm = warm[torch.randperm(len(warm), generator=torch.Generator().manual_seed(cfg.seed))]
-    n_hold = max(1, int(len(perm) * cfg.holdout_fraction))
-    held, fit_on = perm[:n_hold], perm[n_hold:]
-    target = adapted.item_id.weight.detach()
-
-    def error(idx: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(adapted.cold_adapter(adapted.text[idx]), target[idx])
-
-    optim = torch.optim.AdamW(adapted.cold_adapter.parameters(), lr=cfg.lr)
+        p.requires_grad_(name.startswith("cold_"))
     with torch.no_grad():
-        best = text_only = float(error(held))
-    best_state = copy.deepcopy(adapted.cold_adapter.state_dict())
-    history, gen = [], torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(1, cfg.epochs + 1):
+        items = adapted.item_representations()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    warm = torch.nonzero(model.known > 0).squeeze(1).cpu()
+    perm = warm[torch.randperm(len(warm), generator=gen)]
+    n_hold = max(1, int(len(perm) * cfg.holdout_fraction))
+    held, pool = perm[:n_hold].to(items.device), perm[n_hold:]
+    n_text_only = max(1, int(len(warm) * cfg.text_only_fraction))
+    held_targets = torch.isin(select_on.targets, held)
+
+    def selection() -> dict[str, float]:
+        ndcg = case_ndcg(adapted, items, held, select_on, cfg.batch_size)
+        return {"ndcg@10": float(ndcg.mean()), "ndcg@10_text_only_targets": float(ndcg[held_targets].mean())}
+
+    optim = torch.optim.AdamW([{"params": adapted.cold_adapter.parameters(), "lr": cfg.lr},
+                               {"params": [adapted.cold_match], "lr": cfg.match_lr}])
+    start = selection()
+    best, best_epoch, best_state = start["ndcg@10"], 0, cold_state(adapted)
+    history = []
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc="cold-start adapter", unit="epoch", mininterval=5):
         adapted.train()
-        for idx in fit_on[torch.randperm(len(fit_on), generator=gen)].split(cfg.batch_size):
-            loss = error(idx)
+        losses = []
+        for idx in torch.randperm(len(fit_on), generator=gen).split(cfg.batch_size):
+            text_only = pool[torch.randperm(len(pool), generator=gen)[:n_text_only]].to(items.device)
+            loss = F.cross_entropy(*_logits(adapted, items, text_only, fit_on, idx.to(items.device)))
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
-        adapted.eval()
-        with torch.no_grad():
-            held_error = float(error(held))
-        history.append({"epoch": epoch, "heldout_mse": held_error})
-        if held_error < best:
-            best, best_state = held_error, copy.deepcopy(adapted.cold_adapter.state_dict())
-    adapted.cold_adapter.load_state_dict(best_state)
+            losses.append(loss.item())
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), **{f"select_{k}": v for k, v in selection().items()}}
+        history.append(record)
+        log.info("adapter epoch %d: loss %.4f, NDCG@10 %.4f (text-only targets %.4f)", epoch, record["loss"],
+                 record["select_ndcg@10"], record["select_ndcg@10_text_only_targets"])
+        if record["select_ndcg@10"] > best:
+            best, best_epoch = record["select_ndcg@10"], epoch
+            best_state = cold_state(adapted)
+    adapted.load_state_dict(best_state, strict=False)
+    reference = float(case_ndcg(model, items, held, select_on, cfg.batch_size)[~held_targets].mean())
+    exposure = calibrate_exposure(adapted, items, held, select_on, cfg, reference)
     for p in adapted.parameters():
         p.requires_grad_(True)
-    summary = {"warm_items": int(len(warm)), "heldout_items": int(n_hold), "epochs": cfg.epochs,
-               "heldout_mse_text_only": round(text_only, 6), "heldout_mse_adapted": round(best, 6),
-               "best_epoch": next((h["epoch"] for h in history if h["heldout_mse"] == best), 0)}
-    log.info("cold-start adapter: held-out warm items' representation error (MSE) %.6f -> %.6f",
-             text_only, best)
+    after = history[best_epoch - 1] if best_epoch else {"select_ndcg@10": start["ndcg@10"],
+                                                         "select_ndcg@10_text_only_targets": start["ndcg@10_text_only_targets"]}
+    summary = {"warm_items": int(len(warm)), "heldout_items": int(n_hold), "fit_positions": len(fit_on),
+               "select_positions": len(select_on), "epochs": cfg.epochs, "best_epoch": best_epoch,
+               "heldout_ndcg@10_text_path": round(start["ndcg@10"], 6),
+               "heldout_ndcg@10_adapted": round(after["select_ndcg@10"], 6),
+               "heldout_text_only_targets_ndcg@10_text_path": round(start["ndcg@10_text_only_targets"], 6),
+               "heldout_text_only_targets_ndcg@10_adapted": round(after["select_ndcg@10_text_only_targets"], 6),
+               "warm_ndcg@10_text_path": round(reference, 6), "exposure": exposure}
+    log.info("cold-start adapter: NDCG@10 with held-out items text-only %.4f -> %.4f (on their own cases %.4f -> %.4f); "
+             "after exposure calibration: warm %.4f (text path %.4f), held-out items %.4f",
+             start["ndcg@10"], after["select_ndcg@10"], start["ndcg@10_text_only_targets"],
+             after["select_ndcg@10_text_only_targets"], exposure["warm_ndcg@10"], reference, exposure["text_only_ndcg@10"])
     return adapted.eval(), {"summary": summary, "history": history}
+
+
+def adapter_positions(model: InterestModel, params: Params) -> tuple[Positions, Positions]:
+    """What the adapter is fitted on (every training position) and selected on (the valid cases,
+    each shopper's state after their history, as the test will see it)."""
+    from components.recommender import left_pad
+    from components.split import load_split
+    from components.train import training_tensors
+
+    split = load_split(params)
+    batch = params.train.eval_batch_size
+    fit_on = frozen_positions(model, *training_tensors(split.train, model.cfg.max_len), batch)
+    valid = split.cases[split.cases["split"] == "valid"]
+    seqs = left_pad(list(valid["history"]), model.cfg.max_len)
+    targets = torch.zeros_like(seqs)
+    targets[:, -1] = torch.tensor(valid["target"].to_numpy())
+    return fit_on, frozen_positions(model, seqs, targets, batch)
 
 
 def cold_model_path(params: Params) -> Path:
@@ -91,7 +236,7 @@ def run_finetune_cold(params: Params) -> dict:
     from components.io import write_json
 
     model, payload = load_checkpoint(model_path(params), select_device(params.coldstart.device))
-    adapted, result = fit_cold_adapter(model, params.coldstart)
+    adapted, result = fit_cold_adapter(model, *adapter_positions(model, params), params.coldstart)
     items = pd.DataFrame({"item": payload["items"], "item_idx": np.arange(1, len(payload["items"]) + 1)})
     save_checkpoint(cold_model_path(params), adapted, items, {**payload["meta"], "cold_adapter": result["summary"]})
     write_json(result["summary"], params.path(params.coldstart.adapter_metrics_file))
