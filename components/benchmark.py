@@ -55,5 +55,12 @@ def quality_report(params: Params) -> str:
     seconds = train_seconds(params)
     lines.append(f"interest model training wall time: {seconds:.0f} s" if seconds is not None
                  else f"interest model training wall time: n/a (no {params.train.metrics_file})")
+    check = ranking.get("popularity_check")
+    pop = next((r for r in published["results"] if r["model"] == "Pop"), None)
+    if check and pop:
+        lines.append(f"popularity check: counted over all interactions, test targets included (a leak; how the "
+                     f"published Pop row counts): R@{k} {check[f'recall@{k}']:.4f}  N@{k} {check[f'ndcg@{k}']:.4f} "
+                     f"vs published {pop[f'recall@{k}']:.4f} / {pop[f'ndcg@{k}']:.4f}; our popularity row counts "
+                     "training interactions only")
     lines.append(f"note: {published['note']}")
     return "\n".join(lines)
