@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality clean help
+.PHONY: setup run test airflow bench-quality bench-coldstart-scientific clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,5 +45,13 @@ bench-quality: $(STAMP)  ## evaluate on the full data (dvc repro evaluate) and p
 	$(BIN)/dvc repro evaluate
 	$(BIN)/interest bench-quality
 
+SCIENTIFIC_DIR ?= runs/scientific
+COLD_STEPS := ingest validate split embed train finetune-cold evaluate-cold
+bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Amazon Scientific 2018 (run in runs/scientific)
+	$(BIN)/interest params-for $(SCIENTIFIC_DIR) --dataset Scientific
+	set -e; for step in $(COLD_STEPS); do $(BIN)/interest $$step --params $(SCIENTIFIC_DIR)/params.yaml; done
+	cp $(SCIENTIFIC_DIR)/metrics/cold_start.json metrics/cold_start_scientific.json
+	$(BIN)/dvc metrics show metrics/cold_start_scientific.json
+
 clean:  ## remove generated outputs (keeps .venv)
-	rm -rf data models reports airflow_home bentoml_home .dvc/tmp .dvc/cache
+	rm -rf data models reports runs airflow_home bentoml_home .dvc/tmp .dvc/cache

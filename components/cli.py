@@ -171,6 +171,18 @@ def register(params: Optional[Path] = ParamsOpt) -> None:
     _echo_json(register_model(_params(params)))
 
 
+@app.command("params-for")
+def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all its outputs go to"),
+               dataset: Optional[str] = typer.Option(None, "--dataset", help="data.dataset of the copy, e.g. Scientific"),
+               sample_users: Optional[int] = typer.Option(None, "--sample-users", help="data.sample_users of the copy"),
+               params: Optional[Path] = ParamsOpt) -> None:
+    """Write a params.yaml copy into OUT_DIR whose outputs land there: run another dataset or a
+    sample beside the project's own outputs (then `interest <step> --params OUT_DIR/params.yaml`)."""
+    from components.config import default_params_path, derive_params
+    data = {k: v for k, v in (("dataset", dataset), ("sample_users", sample_users)) if v is not None}
+    typer.echo(derive_params(params or default_params_path(), out_dir, {"data": data} if data else {}))
+
+
 @app.command("bench-quality")
 def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
     """Print our test figures next to the published Beauty results (same protocol, R@10 / N@10)."""

@@ -90,6 +90,7 @@ class ModelParams(_Section):
     n_heads: int = Field(gt=0)
     dropout: float = Field(ge=0.0, lt=1.0)
     id_dropout: float = Field(ge=0.0, lt=1.0)
+    repeat_bias: bool
 
 
 class TrainParams(_Section):
@@ -158,6 +159,13 @@ class ColdStartParams(_Section):
     batch_size: int = Field(gt=1)
     lr: float = Field(gt=0)
     holdout_fraction: float = Field(gt=0, lt=1)
+    text_only_fraction: float = Field(gt=0, lt=1)
+    profile_decay: float = Field(gt=0, le=1)
+    match_lr: float = Field(gt=0)
+    max_warm_drop: float = Field(ge=0, lt=1)
+    exposure_scales: tuple[float, ...]
+    offset_range: tuple[float, float]
+    bisection_steps: int = Field(gt=0)
     seed: int
     device: str
     history_k: tuple[int, ...]
@@ -191,6 +199,36 @@ class Params(_Section):
     def path(self, p: Path) -> Path:
         """Resolve a params path against the folder params.yaml lives in."""
         return p if p.is_absolute() else (self.root / p)
+
+
+# project inputs a params copy elsewhere must still find; every other path is an output
+INPUT_PATHS = (("data", "mirror_dir"), ("validate", "expectations_dir"), ("benchmark", "published_file"))
+
+
+def merge_overrides(node: dict, values: dict) -> None:
+    """Nested dict merge in place: sections and keys of `values` win."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(node.get(key), dict):
+            merge_overrides(node[key], value)
+        else:
+            node[key] = value
+
+
+def derive_params(source: Path, dest_dir: Path, overrides: dict[str, Any]) -> Path:
+    """A copy of `source` in dest_dir whose outputs land under dest_dir: another dataset, a sample
+    or an experiment runs beside the project's own outputs without touching them. Project inputs
+    (mirror, expectation suites, published figures) are made absolute first."""
+    source = Path(source).resolve()
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for section, key in INPUT_PATHS:
+        value = Path(raw[section][key])
+        raw[section][key] = str(value if value.is_absolute() else (source.parent / value).resolve())
+    merge_overrides(raw, overrides)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    load_params(path, environ={})   # fail here, naming the key, not in a later step
+    return path
 
 
 def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:

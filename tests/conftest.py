@@ -5,9 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
-from components.config import Params, load_params
+from components.config import Params, derive_params, load_params, merge_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("INTEREST__DATA__MIRROR_DIR", ROOT.parent / "shared" / "data")).resolve()
@@ -16,22 +15,9 @@ SAMPLE_USERS = 400
 
 def write_params(dest_dir: Path, **overrides: dict) -> Path:
     """A copy of the project's params.yaml in dest_dir, with section overrides merged in."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["data"]["mirror_dir"] = str(MIRROR)
-    for section, values in overrides.items():
-        _merge(raw.setdefault(section, {}), values)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    path = dest_dir / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def _merge(node: dict, values: dict) -> None:
-    for key, value in values.items():
-        if isinstance(value, dict) and isinstance(node.get(key), dict):
-            _merge(node[key], value)
-        else:
-            node[key] = value
+    merged: dict = {"data": {"mirror_dir": str(MIRROR)}}
+    merge_overrides(merged, overrides)
+    return derive_params(ROOT / "params.yaml", dest_dir, merged)
 
 
 @pytest.fixture(scope="session")
