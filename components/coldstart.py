@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from components.config import ColdStartParams, Params
 from components.device import select_device
+from components.metrics import case_metrics, target_ranks
 from components.model import InterestModel, SeqRecConfig, extend_catalogue
 from components.recommender import load_checkpoint, model_path, save_checkpoint
 
@@ -71,23 +72,20 @@ def _logits(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor
     adapter's output, differentiable) and every other seen item by its trained representation."""
     h, rows, upto, t = positions.take(idx)
     logits = (h @ items.T).index_copy(1, text_only, h @ adapted.text_representation(adapted.text[text_only]).T)
-    logits = adapted._add_repeat_bias(logits, rows, positions.seqs, upto)
+    logits = adapted.add_repeat_bias(logits, rows, positions.seqs, upto)
     logits = adapted.add_text_match(logits, adapted.text_profile(positions.seqs[rows], upto), text_only)
     return logits.masked_fill(adapted.known == 0, float("-inf")), t
-
-
-def _ndcg_at_10(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    rank = (logits > logits.gather(1, targets.unsqueeze(1))).sum(1)
-    return torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float))
 
 
 @torch.no_grad()
 def case_ndcg(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor, positions: Positions,
               batch_size: int) -> torch.Tensor:
-    """NDCG@10 of every position's target when the items text_only are known by text alone."""
+    """NDCG@10 of every position's target when the items text_only are known by text alone
+    (the evaluation's own rank and metric functions: ties count against the target)."""
     adapted.eval()
-    return torch.cat([_ndcg_at_10(*_logits(adapted, items, text_only, positions, idx))
-                      for idx in torch.arange(len(positions), device=items.device).split(batch_size)])
+    ranks = [target_ranks(*(t.cpu().numpy() for t in _logits(adapted, items, text_only, positions, idx)))
+             for idx in torch.arange(len(positions), device=items.device).split(batch_size)]
+    return torch.from_numpy(case_metrics(np.concatenate(ranks), [10])["ndcg@10"])
 
 
 @torch.no_grad()

@@ -128,7 +128,7 @@ class InterestModel(nn.Module):
         blocked &= ~torch.eye(L, dtype=torch.bool, device=seqs.device)
         return blocked.repeat_interleave(self.cfg.n_heads, dim=0)
 
-    def _add_repeat_bias(self, logits: torch.Tensor, rows: torch.Tensor, seqs: torch.Tensor,
+    def add_repeat_bias(self, logits: torch.Tensor, rows: torch.Tensor, seqs: torch.Tensor,
                          upto: torch.Tensor) -> torch.Tensor:
         """logits [R, n_items + 1] of R positions; position r is sequence rows[r] up to column
         upto[r]. Adds the learned repeat offset once to every item at or before that column."""
@@ -183,7 +183,7 @@ class InterestModel(nn.Module):
         h, t = h[keep], targets[keep]                                        # [M, H], [M]
         rows, upto = torch.nonzero(keep, as_tuple=True)
         if n_negatives == 0:
-            logits = self._add_repeat_bias(h @ items.T, rows, seqs, upto)    # [M, n_items + 1]
+            logits = self.add_repeat_bias(h @ items.T, rows, seqs, upto)    # [M, n_items + 1]
             logits = logits.masked_fill(self.known == 0, float("-inf"))      # padding, unseen items
             return F.cross_entropy(logits, t)
         if self.cfg.repeat_bias:
@@ -202,7 +202,7 @@ class InterestModel(nn.Module):
         items = self.item_representations() if items is None else items
         h = self.user_states(seqs, items)[:, -1]                            # [B, H]
         rows = torch.arange(seqs.shape[0], device=seqs.device)
-        scores = self._add_repeat_bias(h @ items.T, rows, seqs, torch.full_like(rows, seqs.shape[1] - 1))
+        scores = self.add_repeat_bias(h @ items.T, rows, seqs, torch.full_like(rows, seqs.shape[1] - 1))
         if self.cfg.cold_adapter:
             scores = self.add_text_match(scores, self.text_profile(seqs), self.text_only_items())
         scores[:, 0] = float("-inf")
