@@ -122,7 +122,7 @@ class TextSimilarityScorer:
 
 
 def fit_baselines(cfg: BaselinesParams, split: Split, embeddings: np.ndarray) -> list[Scorer]:
-    """Popularity, item-kNN and text similarity, fit on the warm training interactions only."""
+    """Popularity, item-kNN and text similarity, fit on the split's (warm) training interactions."""
     similarity = cooccurrence_cosine(split, cfg.item_knn.neighbours)
     log.info("item-kNN: %d item pairs kept (%d neighbours max)", similarity.nnz, cfg.item_knn.neighbours)
     return [

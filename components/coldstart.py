@@ -2,7 +2,9 @@
 
 New products are represented from their text through the model's text path; the cold-start
 fine-tuning fits a small adapter (on warm items only) that adds to the text path what a trained
-item's ID part would contribute, so text-only representations rank where trained ones would. New shoppers
+item's ID part would contribute, so text-only representations rank where trained ones would, and
+a text match between the shopper's history text and each item's text (every item gets it; new
+products get calibrated extra exposure on top). New shoppers
 are served from a free-text statement of interests (read as a one-item history through the same
 text path), from their first few interactions, or, with nothing, from a diverse popular default.
 """
@@ -124,6 +126,23 @@ def calibrate_exposure(adapted: InterestModel, items: torch.Tensor, held: torch.
     return {k: round(v, 6) for k, v in best.items()}
 
 
+@torch.no_grad()
+def choose_text_weight(adapted: InterestModel, items: torch.Tensor, held: torch.Tensor, select_on: Positions,
+                       cfg: ColdStartParams) -> dict:
+    """Sets the weight of the text match every item gets: the one of cfg.text_weights with the
+    best warm-target NDCG@10 on select_on. Chosen there, not fitted on training positions: the
+    frozen model already fits those targets, so in-sample states would undervalue the text."""
+    held_targets = torch.isin(select_on.targets, held)
+    tried = {}
+    for weight in cfg.text_weights:
+        adapted.cold_text.fill_(weight)
+        tried[weight] = float(case_ndcg(adapted, items, held, select_on, cfg.batch_size)[~held_targets].mean())
+        log.info("text match weight %g: warm NDCG@10 %.4f", weight, tried[weight])
+    best = max(tried, key=tried.get)
+    adapted.cold_text.fill_(best)
+    return {"weight": best, "warm_ndcg@10": round(tried[best], 6)}
+
+
 def cold_state(model: InterestModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith("cold_")}
 
@@ -139,7 +158,8 @@ def fit_cold_adapter(model: InterestModel, fit_on: Positions, select_on: Positio
     calibrated along with direction. Held-out warm items never take part; the epoch whose
     NDCG@10 on select_on (held-out items text-only) is best is kept, the plain text path
     (zero-initialised adapter) included. The trained weights stay frozen: warm items keep
-    exactly their representations.
+    exactly their representations; their scores change only by the text match every item gets
+    (its weight chosen on select_on first, 0 among the choices).
     """
     torch.manual_seed(cfg.seed)
     adapted = InterestModel(SeqRecConfig(**{**model.cfg.to_dict(), "cold_adapter": cfg.adapter_hidden,
@@ -150,7 +170,7 @@ def fit_cold_adapter(model: InterestModel, fit_on: Positions, select_on: Positio
     torch.nn.init.zeros_(adapted.cold_adapter[-1].weight)
     torch.nn.init.zeros_(adapted.cold_adapter[-1].bias)
     for name, p in adapted.named_parameters():
-        p.requires_grad_(name.startswith("cold_"))
+        p.requires_grad_(name.startswith(("cold_adapter", "cold_match")))
     with torch.no_grad():
         items = adapted.item_representations()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -160,6 +180,7 @@ def fit_cold_adapter(model: InterestModel, fit_on: Positions, select_on: Positio
     held, pool = perm[:n_hold].to(items.device), perm[n_hold:]
     n_text_only = max(1, int(len(warm) * cfg.text_only_fraction))
     held_targets = torch.isin(select_on.targets, held)
+    text_match = choose_text_weight(adapted, items, held, select_on, cfg)
 
     def selection() -> dict[str, float]:
         ndcg = case_ndcg(adapted, items, held, select_on, cfg.batch_size)
@@ -200,7 +221,7 @@ def fit_cold_adapter(model: InterestModel, fit_on: Positions, select_on: Positio
                "heldout_ndcg@10_adapted": round(after["select_ndcg@10"], 6),
                "heldout_text_only_targets_ndcg@10_text_path": round(start["ndcg@10_text_only_targets"], 6),
                "heldout_text_only_targets_ndcg@10_adapted": round(after["select_ndcg@10_text_only_targets"], 6),
-               "warm_ndcg@10_text_path": round(reference, 6), "exposure": exposure}
+               "warm_ndcg@10_text_path": round(reference, 6), "text_match": text_match, "exposure": exposure}
     log.info("cold-start adapter: NDCG@10 with held-out items text-only %.4f -> %.4f (on their own cases %.4f -> %.4f); "
              "after exposure calibration: warm %.4f (text path %.4f), held-out items %.4f",
              start["ndcg@10"], after["select_ndcg@10"], start["ndcg@10_text_only_targets"],

@@ -33,9 +33,10 @@ from components.metrics import (
     target_ranks,
     top_k_items,
 )
-from components.recommender import load_model_scorer
+from components.coldstart import cold_model_path
+from components.recommender import COLD_MODEL_SCORER_NAME, load_model_scorer
 from components.scorer import Scorer
-from components.split import Split, load_split
+from components.split import CASE_SPLITS, Split, known_before, load_split
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,22 @@ class RankedCases:
     top: np.ndarray
 
 
-def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> list[Scorer]:
-    """Every recommender to evaluate: the single scorers, then their fusion tuned on valid.
+def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[str, list[Scorer]]:
+    """Per case split, every recommender to evaluate: the single scorers, then their fusion.
 
-    The interest model joins the single scorers here, so it is evaluated and fused like the
-    baselines.
+    Baselines are fit on what is known when that split's cases are scored (`known_before`).
+    The fusion combines them with the served model, the cold-start one (it also ranks new
+    products); the trained model alone is reported beside it. The fusion's weights are tuned on
+    valid and applied unchanged to the test-time scorers.
     """
-    singles = [*fit_baselines(params.baselines, split, embeddings), load_model_scorer(params)]
+    trained = load_model_scorer(params)
+    served = load_model_scorer(params, cold_model_path(params), COLD_MODEL_SCORER_NAME)
+    fused = {name: [*fit_baselines(params.baselines, known_before(split, name), embeddings), served]
+             for name in CASE_SPLITS}
     valid = split.cases[split.cases["split"] == "valid"]
-    fusion = tune_fusion(singles, list(valid["history"]), valid["target"].to_numpy(), params.fusion,
-                         params.evaluate.batch_size)
-    return [*singles, fusion]
+    weights = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(), params.fusion,
+                          params.evaluate.batch_size).weights
+    return {name: [*scorers, trained, FusionScorer(scorers, weights)] for name, scorers in fused.items()}
 
 
 def rank_cases(scorer: Scorer, histories: Sequence[Sequence[int]], targets: np.ndarray,
@@ -104,23 +110,40 @@ def subset_masks(cases: pd.DataFrame) -> dict[str, np.ndarray]:
     return masks
 
 
-def evaluate_scorers(scorers: Sequence[Scorer], split: Split, cfg: EvaluateParams) -> dict:
-    """{protocol: {subset: {scorer: metrics}}} plus the number of cases per subset."""
+def rank_all_cases(scorers: dict[str, Scorer], cases: pd.DataFrame, cfg: EvaluateParams) -> dict[str, RankedCases]:
+    """Rank every case (in `cases` order) with the scorer fit for its split."""
+    parts = {}
+    for name, scorer in scorers.items():
+        rows = np.flatnonzero((cases["split"] == name).to_numpy())
+        if len(rows):
+            parts[name] = (rows, rank_cases(scorer, list(cases["history"].iloc[rows]),
+                                            cases["target"].to_numpy()[rows], cfg))
+    order = np.argsort(np.concatenate([rows for rows, _ in parts.values()]))
+    if len(order) != len(cases):
+        raise ValueError(f"every case needs a scorer for its split; scorers given for {sorted(scorers)}")
+    return {p: RankedCases(np.concatenate([r[p].ranks for _, r in parts.values()])[order],
+                           np.concatenate([r[p].top for _, r in parts.values()])[order]) for p in PROTOCOLS}
+
+
+def evaluate_scorers(scorers: dict[str, Sequence[Scorer]], split: Split, cfg: EvaluateParams) -> dict:
+    """{protocol: {subset: {scorer: metrics}}} plus the number of cases per subset.
+
+    `scorers` holds, per case split, the same recommenders in the same order (fit for that split).
+    """
     n_items = len(split.item_index)
     self_info = item_self_information(train_counts(split), cfg.novelty_pseudocount)
     cases = split.cases.reset_index(drop=True)
     masks = subset_masks(cases)
     results: dict = {p: {s: {} for s in masks} for p in PROTOCOLS}
-    histories, targets = list(cases["history"]), cases["target"].to_numpy()
-    for scorer in scorers:
-        ranked = rank_cases(scorer, histories, targets, cfg)
+    for fitted in zip(*scorers.values()):
+        ranked = rank_all_cases(dict(zip(scorers, fitted)), cases, cfg)
+        name = fitted[0].name
         for protocol in PROTOCOLS:
             for subset, mask in masks.items():
                 part = RankedCases(ranked[protocol].ranks[mask], ranked[protocol].top[mask])
-                results[protocol][subset][scorer.name] = summarise(part, cfg, n_items, self_info)
+                results[protocol][subset][name] = summarise(part, cfg, n_items, self_info)
         if HEADLINE[1] in masks:
-            log.info("%s on %s (%s): %s", scorer.name, HEADLINE[1], HEADLINE[0],
-                     results[HEADLINE[0]][HEADLINE[1]][scorer.name])
+            log.info("%s on %s (%s): %s", name, HEADLINE[1], HEADLINE[0], results[HEADLINE[0]][HEADLINE[1]][name])
     results["cases"] = {subset: int(mask.sum()) for subset, mask in masks.items()}
     return results
 
@@ -236,7 +259,7 @@ def run_evaluate(params: Params) -> dict:
     split = load_split(params)
     scorers = build_scorers(params, split, load_item_embeddings(params))
     results = evaluate_scorers(scorers, split, params.evaluate)
-    fusion_weights = next((s.weight_by_name for s in scorers if isinstance(s, FusionScorer)), {})
+    fusion_weights = next((s.weight_by_name for s in scorers["test"] if isinstance(s, FusionScorer)), {})
     results["fusion_weights"] = fusion_weights
     results["popularity_check"] = popularity_check(split, params.evaluate)
     cfg = params.evaluate

@@ -13,7 +13,7 @@ from components.config import Params
 from components.embed import load_item_embeddings
 from components.io import write_json
 from components.metrics import ranking_summary, target_ranks
-from components.recommender import ModelScorer, load_checkpoint, model_path
+from components.recommender import COLD_MODEL_SCORER_NAME, MODEL_SCORER_NAME, ModelScorer, load_checkpoint, model_path
 from components.split import load_split
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ PROTOCOL = (
     "at most coldstart.max_warm_drop (relative)."
 )
 K = 10
-BEFORE, AFTER = "interest_model", "interest_model_cold"
+BEFORE, AFTER = MODEL_SCORER_NAME, COLD_MODEL_SCORER_NAME
 
 
 def _summary(score: Callable[[Sequence], np.ndarray], inputs: Sequence, targets: np.ndarray,

@@ -64,8 +64,10 @@ class InterestModel(nn.Module):
                 raise ValueError("the cold-start adapter stands in for ID embeddings: it needs mode 'id+text'")
             self.cold_adapter = nn.Sequential(nn.Linear(cfg.text_dim, cfg.cold_adapter), nn.GELU(),
                                               nn.Linear(cfg.cold_adapter, cfg.hidden))
-            # weight and offset of the text match (history text profile . item text) that text-only
-            # items get on top: a 64-wide shopper state cannot carry all the text a history shows
+            # text match (history text profile . item text): a 64-wide shopper state cannot carry
+            # all the text a history shows. Every item gets it with weight cold_text, text-only
+            # items with weight and offset cold_match on top (their exposure, calibrated)
+            self.cold_text = nn.Parameter(torch.zeros(()))
             self.cold_match = nn.Parameter(torch.zeros(2))
         known = torch.ones(n) if known_items is None else known_items.float().clone()
         known[0] = 0.0
@@ -152,11 +154,15 @@ class InterestModel(nn.Module):
         return F.normalize((weight.unsqueeze(-1) * self.text[seqs]).sum(1), dim=-1)
 
     def add_text_match(self, logits: torch.Tensor, profile: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-        """Adds, in place, the cold-start text match to the logits of the text-only items `columns`."""
-        if not self.cfg.cold_adapter or len(columns) == 0:
+        """logits plus the cold-start text match: cold_text x cos(profile, item text) for every
+        item, and cold_match (weight x cos + offset) on top for the text-only items `columns`."""
+        if not self.cfg.cold_adapter:
             return logits
-        match = self.cold_match[0] * (profile @ self.text[columns].T) + self.cold_match[1]
-        return logits.index_add_(1, columns, match)
+        similarity = profile @ self.text.T
+        logits = logits + self.cold_text * similarity
+        if len(columns) == 0:
+            return logits
+        return logits.index_add(1, columns, self.cold_match[0] * similarity[:, columns] + self.cold_match[1])
 
     def text_only_items(self) -> torch.Tensor:
         """item_idx of the catalogue items known by their text alone (unseen in training)."""

@@ -20,7 +20,8 @@ from components.model import InterestModel, SeqRecConfig
 
 log = logging.getLogger(__name__)
 
-MODEL_SCORER_NAME = "interest_model"  # the model's name in evaluation results
+MODEL_SCORER_NAME = "interest_model"  # the trained model's name in evaluation results
+COLD_MODEL_SCORER_NAME = "interest_model_cold"  # the same after cold-start fine-tuning (the served one)
 
 
 def left_pad(histories: Sequence[Sequence[int]], length: int) -> torch.Tensor:
@@ -85,6 +86,6 @@ def model_path(params: Params) -> Path:
     return params.path(params.train.model_file)
 
 
-def load_model_scorer(params: Params, path: Path | None = None) -> ModelScorer:
+def load_model_scorer(params: Params, path: Path | None = None, name: str = MODEL_SCORER_NAME) -> ModelScorer:
     model, _ = load_checkpoint(path or model_path(params), select_device(params.train.device))
-    return ModelScorer(model, batch_size=params.train.eval_batch_size)
+    return ModelScorer(model, name=name, batch_size=params.train.eval_batch_size)

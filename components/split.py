@@ -60,6 +60,26 @@ def leave_one_out(interactions: pd.DataFrame, item_index: pd.DataFrame) -> Split
     return Split(item_index, train, case_df)
 
 
+CASE_SPLITS = ("valid", "test")
+
+
+def known_before(split: Split, case_split: str) -> Split:
+    """The split as it stands when `case_split` cases are scored, for fitting baselines.
+
+    Valid cases are scored knowing the training interactions; test cases also know every
+    shopper's valid target (it is the last item of their test history already), so a baseline
+    fit for test counts those interactions too. The learned model is not refit.
+    """
+    if case_split not in CASE_SPLITS:
+        raise ValueError(f"case split must be one of {CASE_SPLITS}, got {case_split!r}")
+    if case_split == "valid":
+        return split
+    valid = split.cases[split.cases["split"] == "valid"]
+    seen = pd.DataFrame({"user": valid["user"].to_numpy(), "item_idx": valid["target"].to_numpy(),
+                         "position": valid["history"].map(len).to_numpy()})
+    return Split(split.item_index, pd.concat([split.train, seen], ignore_index=True), split.cases)
+
+
 def split_statistics(interactions: pd.DataFrame, split: Split) -> dict:
     lengths = interactions.groupby("user").size()
     n_users, n_items = int(lengths.size), int(interactions["item"].nunique())

@@ -66,6 +66,9 @@ def test_exposure_calibration_spends_at_most_the_warm_budget(trained):
     assert exposure["warm_ndcg@10"] >= (1 - cfg.max_warm_drop) * summary["warm_ndcg@10_text_path"] - 1e-6
     assert cfg.offset_range[0] <= exposure["offset"] <= cfg.offset_range[1]
     assert adapted.cold_match.tolist() == pytest.approx([exposure["weight"], exposure["offset"]], abs=1e-5)
+    text_match = summary["text_match"]   # chosen on the valid cases, the weight 0 (no text) among the choices
+    assert text_match["weight"] in cfg.text_weights and adapted.cold_text.item() == text_match["weight"]
+    assert text_match["warm_ndcg@10"] >= summary["warm_ndcg@10_text_path"] - 1e-6
 
 
 def test_text_query_returns_items_deterministically(trained):

@@ -103,16 +103,17 @@ def test_repeat_bias_learns_whether_shoppers_come_back(comes_back):
     assert (model.repeat.item() > 0.5) if comes_back else (model.repeat.item() < -0.5)
 
 
-def test_text_match_reaches_only_text_only_items():
+def test_text_match_weights_every_item_and_lifts_only_text_only_items():
     model = _model("id+text", cold_adapter=8, cold_profile_decay=0.5)
     model.known[5] = 0
-    with torch.no_grad():
-        model.cold_match.copy_(torch.tensor([2.0, 1.0]))
     seqs = left_pad([[3, 4]], 10)
-    before = model.score_last(seqs)
+    plain = model.score_last(seqs)
     with torch.no_grad():
-        model.cold_match.zero_()
-    diff = before - model.score_last(seqs)
+        model.cold_text.fill_(3.0)
+        model.cold_match.copy_(torch.tensor([2.0, 1.0]))
+    diff = model.score_last(seqs) - plain
     profile = torch.nn.functional.normalize(0.5 * model.text[3] + model.text[4], dim=-1)
-    assert diff[0, 5].item() == pytest.approx(2.0 * float(profile @ model.text[5]) + 1.0, abs=1e-5)
-    assert diff[0, 1:5].abs().max() == 0 and diff[0, 6:].abs().max() == 0
+    similarity = profile @ model.text.T
+    assert diff[0, 5].item() == pytest.approx(5.0 * float(similarity[5]) + 1.0, abs=1e-5)
+    others = torch.cat([torch.arange(1, 5), torch.arange(6, model.cfg.n_items + 1)])
+    torch.testing.assert_close(diff[0, others], 3.0 * similarity[others])

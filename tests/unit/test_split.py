@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from components.io import read_parquet
-from components.split import build_item_index, leave_one_out, load_split, run_split
+from components.split import build_item_index, known_before, leave_one_out, load_split, run_split
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,22 @@ def test_cold_items_absent_from_train_and_valid(split_run):
     test = split.cases[split.cases.split == "test"]
     assert not cold & {i for h in test["history"] for i in h}
     assert test["target_is_cold"].sum() == stats["cold_test_cases"] == test["target"].isin(cold).sum()
+
+
+def test_test_time_interactions_add_valid_targets_and_never_a_test_target(split_run):
+    _, _, split, _ = split_run
+    assert known_before(split, "valid").train is split.train
+    known = known_before(split, "test").train
+    valid = split.cases[split.cases.split == "valid"]
+    assert len(known) == len(split.train) + len(valid)
+    pairs = set(zip(known["user"], known["item_idx"]))
+    assert set(zip(valid["user"], valid["target"])) <= pairs
+    test = split.cases[split.cases.split == "test"]
+    assert not set(zip(test["user"], test["target"])) & pairs
+    for user, items in known.sort_values(["user", "position"]).groupby("user")["item_idx"]:
+        assert list(items) == test.set_index("user").at[user, "history"]  # in order, as the shopper saw them
+    with pytest.raises(ValueError, match="case split"):
+        known_before(split, "train")
 
 
 def test_counts_add_up(split_run):
