@@ -31,6 +31,14 @@ def train_seconds(params: Params) -> float | None:
     return read_json(path).get("train_seconds") if path.is_file() else None
 
 
+def measured_on(cases: dict[str, int]) -> str:
+    n_cold = cases.get("test_cold", 0)
+    if not n_cold:
+        return f"measured on {cases[HEADLINE[1]]} test cases, none with a cold target (the published setting)"
+    return (f"measured on {cases[HEADLINE[1]]} test cases, {n_cold} of them with a cold target (held out of training; "
+            "the published setting has none: see test_warm in the report, or `make bench-quality-published`)")
+
+
 def quality_report(params: Params) -> str:
     """The bench-quality table as text: measured rows and published rows, sorted by NDCG@k."""
     metrics_file = params.path(params.evaluate.metrics_file)
@@ -44,8 +52,7 @@ def quality_report(params: Params) -> str:
     lines = [
         published["dataset"],
         f"protocol: {published['protocol']}",
-        f"measured on {ranking['cases'][HEADLINE[1]]} test cases, {ranking['cases'].get('test_cold', 0)} of them with a "
-        "cold target (held out of training; the published setting has none, see test_warm in the report)",
+        measured_on(ranking["cases"]),
         "",
         f"{'':<9}  {'model':<{width}}  {f'R@{k}':>6}  {f'N@{k}':>6}  source",
         *(f"{r.kind:<9}  {r.model:<{width}}  {r[f'recall@{k}']:>6.4f}  {r[f'ndcg@{k}']:>6.4f}  {r.source}"
@@ -61,6 +68,6 @@ def quality_report(params: Params) -> str:
         lines.append(f"popularity check: counted over all interactions, test targets included (a leak; how the "
                      f"published Pop row counts): R@{k} {check[f'recall@{k}']:.4f}  N@{k} {check[f'ndcg@{k}']:.4f} "
                      f"vs published {pop[f'recall@{k}']:.4f} / {pop[f'ndcg@{k}']:.4f}; our popularity row counts "
-                     "training interactions only")
+                     "the interactions known before the test (train and valid)")
     lines.append(f"note: {published['note']}")
     return "\n".join(lines)

@@ -175,12 +175,17 @@ def register(params: Optional[Path] = ParamsOpt) -> None:
 def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all its outputs go to"),
                dataset: Optional[str] = typer.Option(None, "--dataset", help="data.dataset of the copy, e.g. Scientific"),
                sample_users: Optional[int] = typer.Option(None, "--sample-users", help="data.sample_users of the copy"),
+               assignments: Optional[list[str]] = typer.Option(
+                   None, "--set", "-S", help="section.key=value for the copy (repeatable), e.g. split.cold_item_fraction=0"),
                params: Optional[Path] = ParamsOpt) -> None:
-    """Write a params.yaml copy into OUT_DIR whose outputs land there: run another dataset or a
-    sample beside the project's own outputs (then `interest <step> --params OUT_DIR/params.yaml`)."""
-    from components.config import default_params_path, derive_params
+    """Write a params.yaml copy into OUT_DIR whose outputs land there: run another dataset, a
+    sample or a setting beside the project's own outputs (then `interest <step> --params
+    OUT_DIR/params.yaml`)."""
+    from components.config import assignment_overrides, default_params_path, derive_params, merge_overrides
+    overrides = assignment_overrides(assignments or [])
     data = {k: v for k, v in (("dataset", dataset), ("sample_users", sample_users)) if v is not None}
-    typer.echo(derive_params(params or default_params_path(), out_dir, {"data": data} if data else {}))
+    merge_overrides(overrides, {"data": data} if data else {})
+    typer.echo(derive_params(params or default_params_path(), out_dir, overrides))
 
 
 @app.command("bench-quality")

@@ -162,6 +162,7 @@ class ColdStartParams(_Section):
     text_only_fraction: float = Field(gt=0, lt=1)
     profile_decay: float = Field(gt=0, le=1)
     match_lr: float = Field(gt=0)
+    text_weights: tuple[float, ...] = Field(min_length=1)
     max_warm_drop: float = Field(ge=0, lt=1)
     exposure_scales: tuple[float, ...]
     offset_range: tuple[float, float]
@@ -212,6 +213,22 @@ def merge_overrides(node: dict, values: dict) -> None:
             merge_overrides(node[key], value)
         else:
             node[key] = value
+
+
+def assignment_overrides(assignments: list[str]) -> dict[str, Any]:
+    """`section.key=value` strings (as `dvc exp run -S` takes them) -> nested overrides; values are YAML."""
+    out: dict[str, Any] = {}
+    for text in assignments:
+        dotted, sep, value = text.partition("=")
+        keys = dotted.strip().split(".")
+        if not sep or len(keys) < 2 or not all(keys):
+            raise ConfigError(f"override {text!r}: expected section.key=value, e.g. split.cold_item_fraction=0")
+        merge_overrides(out, {keys[0]: _nest(keys[1:], yaml.safe_load(value))})
+    return out
+
+
+def _nest(keys: list[str], value: Any) -> Any:
+    return value if not keys else {keys[0]: _nest(keys[1:], value)}
 
 
 def derive_params(source: Path, dest_dir: Path, overrides: dict[str, Any]) -> Path:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import load_params
+from components.config import assignment_overrides, derive_params, load_params
 from components.errors import ConfigError
 from tests.conftest import ROOT, write_params
 
@@ -38,3 +38,17 @@ def test_env_override_is_typed(tmp_path):
 def test_env_override_of_unknown_key_fails(tmp_path):
     with pytest.raises(ConfigError, match="data.nope"):
         load_params(write_params(tmp_path), environ={"INTEREST__DATA__NOPE": "1"})
+
+
+def test_assignments_become_typed_nested_overrides():
+    assert assignment_overrides(["split.cold_item_fraction=0", "coldstart.exposure_scales=[1, 2]",
+                                 "baselines.item_knn.neighbours=50"]) == {
+        "split": {"cold_item_fraction": 0}, "coldstart": {"exposure_scales": [1, 2]},
+        "baselines": {"item_knn": {"neighbours": 50}}}
+    with pytest.raises(ConfigError, match="section.key=value"):
+        assignment_overrides(["cold_item_fraction=0"])
+
+
+def test_derived_params_with_an_unknown_assignment_fail_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="no_such_key"):
+        derive_params(ROOT / "params.yaml", tmp_path, assignment_overrides(["split.no_such_key=1"]))
