@@ -82,7 +82,7 @@ def cold_start_checks(results: dict, max_warm_drop: float) -> dict:
     text_cold = cold["text_similarity"][r]
     return {
         "warm_ndcg_relative_drop": round(drop, 4),
-        "warm_drop_within_2pct": drop <= max_warm_drop,
+        "warm_drop_within_budget": drop <= max_warm_drop,
         "cold_over_warm_recall": round(cold[AFTER][r] / warm[AFTER][r], 4) if warm[AFTER][r] else None,
         "cold_recall_at_least_half_warm": cold[AFTER][r] >= 0.5 * warm[AFTER][r],
         "cold_over_text_similarity_recall": round(cold[AFTER][r] / text_cold, 4) if text_cold else None,

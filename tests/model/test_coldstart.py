@@ -114,4 +114,4 @@ def test_cold_start_evaluation_reports_every_setting(trained):
         assert {"popularity", "text_similarity", "interest_model", "interest_model_cold"} == set(results[subset])
     assert set(results["new_shoppers_by_history_length"]) == {"0", "1", "2", "3", "full"}
     assert results["cold_items"]["popularity"]["recall@10"] == 0.0  # by construction, not a result
-    assert "warm_drop_within_2pct" in results["checks"]
+    assert "warm_drop_within_budget" in results["checks"]
