@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,13 +45,10 @@ bench-quality: $(STAMP)  ## evaluate on the full data (dvc repro evaluate) and p
 	$(BIN)/dvc repro evaluate
 	$(BIN)/interest bench-quality
 
-# $(call run-steps,DIR,STEPS): run `interest STEP --params DIR/params.yaml` for each step, in order
-run-steps = set -e; for step in $(2); do $(BIN)/interest $$step --params $(1)/params.yaml; done
-
 PUBLISHED_DIR ?= runs/published
 bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-out) on full Beauty, run in runs/published
 	$(BIN)/interest params-for $(PUBLISHED_DIR) --set split.cold_item_fraction=0
-	$(call run-steps,$(PUBLISHED_DIR),ingest validate split embed train finetune-cold evaluate)
+	$(BIN)/interest run --to evaluate --params $(PUBLISHED_DIR)/params.yaml
 	cp $(PUBLISHED_DIR)/metrics/ranking.json metrics/ranking_published_setting.json
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
 	$(BIN)/interest bench-quality --params $(PUBLISHED_DIR)/params.yaml
@@ -59,9 +56,13 @@ bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-o
 SCIENTIFIC_DIR ?= runs/scientific
 bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Amazon Scientific 2018 (run in runs/scientific)
 	$(BIN)/interest params-for $(SCIENTIFIC_DIR) --dataset Scientific
-	$(call run-steps,$(SCIENTIFIC_DIR),ingest validate split embed train finetune-cold evaluate-cold)
+	$(BIN)/interest run --to finetune_cold --params $(SCIENTIFIC_DIR)/params.yaml
+	$(BIN)/interest run evaluate_cold --params $(SCIENTIFIC_DIR)/params.yaml
 	cp $(SCIENTIFIC_DIR)/metrics/cold_start.json metrics/cold_start_scientific.json
 	$(BIN)/dvc metrics show metrics/cold_start_scientific.json
+
+steps: $(STAMP)  ## list the pipeline's steps (dvc.yaml stages, Airflow tasks) in order
+	$(BIN)/interest steps
 
 clean:  ## remove generated outputs (keeps .venv)
 	rm -rf data models reports runs airflow_home bentoml_home .dvc/tmp .dvc/cache

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Params, derive_params, load_params, merge_overrides
+from components.core.config import Params, derive_params, load_params, merge_overrides
+from components.pipeline import run_step, select_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("INTEREST__DATA__MIRROR_DIR", ROOT.parent / "shared" / "data")).resolve()
@@ -36,9 +37,8 @@ def sample_params(tmp_path: Path, mirror_dir: Path) -> Params:
 @pytest.fixture(scope="session")
 def shared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
     """Like sample_params, but ingested once per session for read-only tests."""
-    from components.ingest import ingest
     params = load_params(write_params(tmp_path_factory.mktemp("sample"), data={"sample_users": SAMPLE_USERS}))
-    ingest(params)
+    run_step("ingest", params)
     return params
 
 
@@ -49,17 +49,10 @@ def prepared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
     Read-only for the tests that use it: a test that writes outputs makes its own params copy
     pointing at these inputs.
     """
-    from components.embed import run_embed
-    from components.ingest import ingest
-    from components.split import run_split
-    from components.validate import validate, validated_paths
     params = load_params(write_params(tmp_path_factory.mktemp("prepared"), data={"sample_users": SAMPLE_USERS},
                                       validate={"expectations_dir": str(ROOT / "expectations")}))
-    ingest(params)
-    validate(params)
-    paths = validated_paths(params)
-    run_split(params, paths["interactions"], paths["items"])
-    run_embed(params, paths["items"])
+    for step in select_steps(to="embed"):
+        run_step(step.name, params)
     return params
 
 
@@ -76,3 +69,14 @@ def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
         benchmark={"published_file": str(ROOT / "benchmarks" / "published_beauty.json")},
         **{"train": {"epochs": 2, "max_minutes": 0}, **overrides},
     )
+
+
+@pytest.fixture(scope="session")
+def served_sample(tmp_path_factory, prepared_sample: Params) -> Params:
+    """The prepared sample taken on through train -> register (2 training epochs), once per
+    session: a trained, fine-tuned, evaluated and registered model with its bundle in the store."""
+    params = load_params(derived_params(prepared_sample, tmp_path_factory.mktemp("served"),
+                                        coldstart={"epochs": 20}), environ={})
+    for step in select_steps(to="register")[len(select_steps(to="embed")):]:
+        run_step(step.name, params)
+    return params

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from components.cli import main
-from components.config import Params, load_params
-from components.errors import ConfigError, DataValidationError
-from components.ingest import ingest
-from components.io import read_parquet, write_parquet
-from components.validate import (
+from components.core.config import Params, load_params
+from components.core.errors import ConfigError, DataValidationError
+from components.core.io import read_parquet, write_parquet
+from components.data.ingest import ingest
+from components.data.validate import (
     ValidationReport,
     quarantine_path,
     validate,

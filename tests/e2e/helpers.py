@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_params
-from components.io import read_json, read_parquet
-from components.split import load_split
-from components.validate import validated_paths
+from components.core.config import load_params
+from components.core.io import read_json, read_parquet
+from components.data.split import load_split
+from components.data.validate import validated_paths
+from components.pipeline import STEP_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.prefix) / "bin"
@@ -74,8 +75,7 @@ def check_data_outputs(params_file: Path, users: int) -> dict:
     return stats
 
 
-# every pipeline step, in order: the DVC stages and the DAG's tasks alike
-PIPELINE = ("ingest", "validate", "split", "embed", "train", "finetune_cold", "evaluate", "evaluate_cold", "register")
+PIPELINE = STEP_NAMES   # the DVC stages and the DAG's tasks alike
 QUICK_TRAINING = {"epochs": 2, "max_minutes": 0}  # enough to exercise every stage on a sample
 
 
@@ -88,4 +88,5 @@ def check_model_outputs(params_file: Path) -> dict:
     assert {"interest_model", "popularity", "fusion"} <= set(ranking["unmasked"]["test"])
     registered = read_json(params.path(params.registry.record_file))
     assert registered["tag"].startswith(f"{params.registry.model_name}:")
+    assert registered["test_ndcg@10"] == ranking["unmasked"]["test"]["fusion"]["ndcg@10"]   # the served one's
     return registered

@@ -3,6 +3,8 @@
 The repository holds copies of dvc.yaml, expectations/ and components/ and a sampled
 params.yaml whose data.mirror_dir is absolute, so the ingest stage depends on the real mirror
 outside the repository. PYTHONPATH makes the stages' `interest` command run the copied code.
+Every stage records the params.yaml keys its step read: dvc.yaml must list each of them, or a
+changed key would leave the stage's outputs stale while `dvc repro` says all is up to date.
 """
 from __future__ import annotations
 
@@ -11,7 +13,11 @@ import shutil
 
 import pytest
 
+from components.core.config import load_params
+from components.core.io import read_json
+from components.pipeline import READS_ENV
 from tests.conftest import SAMPLE_USERS, write_params
+from tests.dvc_stages import stages, uncovered_reads, unlisted_locations
 from tests.e2e.helpers import (
     BIN,
     PIPELINE,
@@ -26,14 +32,15 @@ from tests.e2e.helpers import (
 pytestmark = pytest.mark.e2e
 
 
-
 def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     repo = tmp_path / "repo"
-    params_file = write_params(repo, data={"sample_users": SAMPLE_USERS}, train=QUICK_TRAINING)
+    params_file = write_params(repo, data={"sample_users": SAMPLE_USERS}, train=QUICK_TRAINING,
+                               validate={"expectations_dir": "expectations"})   # the repository's copy
     shutil.copy(ROOT / "dvc.yaml", repo)
     for folder in ("expectations", "components"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    env = clean_env(PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1")
+    reads = tmp_path / "reads"
+    env = clean_env(PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1", **{READS_ENV: str(reads)})
     dvc = str(BIN / "dvc")
 
     run(["git", "init", "-q"], cwd=repo, env=env, timeout=30)
@@ -41,6 +48,13 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     first = run([dvc, "repro"], cwd=repo, env=env, timeout=600)
     for stage in PIPELINE:
         assert f"Running stage '{stage}'" in first
+
+    dvc_stages, params = stages(), load_params(params_file, environ={})
+    read = {stage: read_json(reads / f"{stage}.json") for stage in PIPELINE}
+    unlisted = {stage: uncovered_reads(dvc_stages[stage], read[stage]) for stage in PIPELINE}
+    assert unlisted == {stage: [] for stage in PIPELINE}, "dvc.yaml: these stages read params they do not list"
+    untracked = {stage: unlisted_locations(dvc_stages[stage], read[stage], params) for stage in PIPELINE}
+    assert untracked == {stage: [] for stage in PIPELINE}, "dvc.yaml: these stages use files they do not list"
 
     stats = check_data_outputs(params_file, users=SAMPLE_USERS)
     check_model_outputs(params_file)

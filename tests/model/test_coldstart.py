@@ -8,31 +8,25 @@ import pandas as pd
 import pytest
 import torch
 
-from components.coldstart import (
-    adapter_positions,
-    cold_model_path,
-    fit_cold_adapter,
-    recommend,
-    run_add_items,
-    run_finetune_cold,
-)
-from components.config import load_params
-from components.evaluate_cold import run_cold_start_eval
-from components.recommender import load_checkpoint, model_path
-from components.split import load_split
-from components.train import run_train
-from tests.conftest import derived_params
+from components.core.config import load_params
+from components.core.errors import InterestError
+from components.core.io import read_json
+from components.data.split import load_split
+from components.models.checkpoint import load_checkpoint, model_path
+from components.serving.recommender import add_items_from_file, load_recommender
+from components.training.cold_start import adapter_positions, fit_cold_adapter
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, prepared_sample):
-    params = load_params(derived_params(prepared_sample, tmp_path_factory.mktemp("coldstart"),
-                                        coldstart={"epochs": 20}))
-    run_train(params)
-    run_finetune_cold(params)
-    return params
+def trained(served_sample):
+    return served_sample
+
+
+@pytest.fixture(scope="module")
+def served(trained):
+    return load_recommender(trained)
 
 
 def test_cold_items_never_reach_training(trained):
@@ -65,50 +59,52 @@ def test_exposure_calibration_spends_at_most_the_warm_budget(trained):
     exposure = summary["exposure"]
     assert exposure["warm_ndcg@10"] >= (1 - cfg.max_warm_drop) * summary["warm_ndcg@10_text_path"] - 1e-6
     assert cfg.offset_range[0] <= exposure["offset"] <= cfg.offset_range[1]
-    assert adapted.cold_match.tolist() == pytest.approx([exposure["weight"], exposure["offset"]], abs=1e-5)
+    assert adapted.text_only_match.tolist() == pytest.approx([exposure["weight"], exposure["offset"]], abs=1e-5)
     text_match = summary["text_match"]   # chosen on the valid cases, the weight 0 (no text) among the choices
-    assert text_match["weight"] in cfg.text_weights and adapted.cold_text.item() == text_match["weight"]
+    assert text_match["weight"] in cfg.text_weights and adapted.text_match.item() == text_match["weight"]
     assert text_match["warm_ndcg@10"] >= summary["warm_ndcg@10_text_path"] - 1e-6
 
 
-def test_text_query_returns_items_deterministically(trained):
-    first = recommend(trained, text="gentle fragrance-free moisturiser for dry skin", k=5)
-    again = recommend(trained, text="gentle fragrance-free moisturiser for dry skin", k=5)
+def test_text_query_returns_items_deterministically(served):
+    first = served.recommend(text="gentle fragrance-free moisturiser for dry skin", k=5)
+    again = served.recommend(text="gentle fragrance-free moisturiser for dry skin", k=5)
     assert len(first) == 5 and first["item"].is_unique
     pd.testing.assert_frame_equal(first, again)
-    assert not first.equals(recommend(trained, text="black nail polish", k=5))
+    assert not first.equals(served.recommend(text="black nail polish", k=5))
 
 
-def test_history_and_empty_shopper_get_recommendations(trained):
+def test_history_and_empty_shopper_get_recommendations(trained, served):
     split = load_split(trained)
     item = split.item_index.loc[~split.item_index.is_cold, "item"].iloc[0]
-    recs = recommend(trained, history=[item], k=5)
+    recs = served.recommend(items=[item], k=5)
     assert len(recs) == 5 and item not in set(recs["item"])
-    default = recommend(trained, k=5)
+    default = served.recommend(k=5)
     assert len(default) == 5 and default["item"].is_unique
 
 
 def test_added_items_are_retrievable_without_retraining(trained, tmp_path):
-    checkpoint = cold_model_path(trained)
-    before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    trained = load_params(trained.root / "params.yaml", environ={"INTEREST__SERVING__ADDED_ITEMS_DIR": str(tmp_path)})
+    bundle = load_recommender(trained).bundle.checkpoint
+    before = hashlib.sha256(bundle.read_bytes()).hexdigest()
     new = pd.DataFrame({"item": ["NEW-1", "NEW-2"],
                         "title": ["zzz aurora borealis glow-in-the-dark unicorn bath bomb",
                                   "heavy duty carbide drill bit for masonry"]})
     file = tmp_path / "new_items.csv"
     new.to_csv(file, index=False)
-    added = run_add_items(trained, file)
+    added = add_items_from_file(trained, file)
     assert added["added"] == 2
-    ranking = recommend(trained, text="aurora borealis glow-in-the-dark unicorn bath bomb", k=10_000)
-    other = recommend(trained, text="heavy duty carbide drill bit for masonry", k=10_000)
+    recommender = load_recommender(trained)
+    ranking = recommender.recommend(text="aurora borealis glow-in-the-dark unicorn bath bomb", k=10_000)
+    other = recommender.recommend(text="heavy duty carbide drill bit for masonry", k=10_000)
     rank = {name: list(r["item"]).index("NEW-1") for name, r in (("own", ranking), ("other", other))}
     assert rank["own"] < rank["other"]
-    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before  # no retraining, model untouched
-    with pytest.raises(Exception, match="already in the catalogue"):
-        run_add_items(trained, file)
+    assert hashlib.sha256(bundle.read_bytes()).hexdigest() == before  # no retraining, model untouched
+    with pytest.raises(InterestError, match="already in the catalogue"):
+        add_items_from_file(trained, file)
 
 
 def test_cold_start_evaluation_reports_every_setting(trained):
-    results = run_cold_start_eval(trained)
+    results = read_json(trained.path(trained.coldstart.metrics_file))
     assert results["cases"]["cold_items"] > 0
     for subset in ("cold_items", "warm_items"):
         assert {"popularity", "text_similarity", "interest_model", "interest_model_cold"} == set(results[subset])

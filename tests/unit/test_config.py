@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import assignment_overrides, derive_params, load_params
-from components.errors import ConfigError
+from components.core.config import assignment_overrides, derive_params, load_params
+from components.core.errors import ConfigError
 from tests.conftest import ROOT, write_params
 
 

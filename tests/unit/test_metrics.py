@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from components.metrics import (
+from components.evaluation.metrics import (
     apply_protocol,
     case_metrics,
     catalogue_coverage,

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from components.model import InterestModel, SeqRecConfig
-from components.recommender import left_pad
+from components.models.interest_model import InterestModel, InterestModelConfig, left_pad
 
 N_ITEMS, TEXT_DIM = 40, 8
 
@@ -12,7 +11,7 @@ def _model(mode: str, **cfg) -> InterestModel:
     torch.manual_seed(0)
     text = torch.nn.functional.normalize(torch.randn(N_ITEMS + 1, TEXT_DIM), dim=-1)
     text[0] = 0
-    config = SeqRecConfig(n_items=N_ITEMS, max_len=10, hidden=16, mode=mode,
+    config = InterestModelConfig(n_items=N_ITEMS, max_len=10, hidden=16, mode=mode,
                           text_dim=TEXT_DIM if mode != "id" else 0, **cfg)
     return InterestModel(config, text if mode != "id" else None).eval()
 
@@ -55,7 +54,7 @@ def test_loss_is_finite_and_backpropagates(n_negatives):
 
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="model.mode"):
-        InterestModel(SeqRecConfig(n_items=3, mode="bag-of-words"))
+        InterestModel(InterestModelConfig(n_items=3, mode="bag-of-words"))
 
 
 def test_id_dropout_shows_seen_items_by_text_alone_only_in_training():
@@ -104,13 +103,13 @@ def test_repeat_bias_learns_whether_shoppers_come_back(comes_back):
 
 
 def test_text_match_weights_every_item_and_lifts_only_text_only_items():
-    model = _model("id+text", cold_adapter=8, cold_profile_decay=0.5)
+    model = _model("id+text", adapter_hidden=8, text_profile_decay=0.5)
     model.known[5] = 0
     seqs = left_pad([[3, 4]], 10)
     plain = model.score_last(seqs)
     with torch.no_grad():
-        model.cold_text.fill_(3.0)
-        model.cold_match.copy_(torch.tensor([2.0, 1.0]))
+        model.text_match.fill_(3.0)
+        model.text_only_match.copy_(torch.tensor([2.0, 1.0]))
     diff = model.score_last(seqs) - plain
     profile = torch.nn.functional.normalize(0.5 * model.text[3] + model.text[4], dim=-1)
     similarity = profile @ model.text.T

@@ -1,0 +1,347 @@
+"""Typed view of params.yaml: the only place configuration is read.
+
+Every section is a frozen pydantic model that forbids unknown keys, so a typo or a missing key
+fails at start with the dotted key named, not deep inside a pipeline step.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from components.core.errors import ConfigError
+
+ENV_PREFIX = "INTEREST__"
+PARAMS_ENV = "INTEREST_PARAMS"
+
+_reads: ContextVar[set[str] | None] = ContextVar("interest_params_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[set[str]]:
+    """Collect the dotted params.yaml keys read inside the block: a pipeline step's reads are
+    what its DVC stage must list (tests/e2e check dvc.yaml against them)."""
+    reads: set[str] = set()
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _key: str = PrivateAttr(default="")   # dotted name in params.yaml, e.g. "baselines.item_knn"
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name[0] != "_" and name in type(self).model_fields and not isinstance(value, _Section):
+            reads = _reads.get()
+            if reads is not None:
+                reads.add(f"{self._key}.{name}" if self._key else name)
+        return value
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """A dump reads every key below this section that it does not exclude."""
+        for name in set(type(self).model_fields) - set(kwargs.get("exclude") or ()):
+            value = getattr(self, name)
+            if isinstance(value, _Section):
+                value.model_dump()
+        return super().model_dump(**kwargs)
+
+    def settings(self) -> dict[str, Any]:
+        """The section's values without its file locations (JSON types): what a model records of
+        the configuration that made it."""
+        paths = {name for name, field in type(self).model_fields.items() if field.annotation is Path}
+        return self.model_dump(mode="json", exclude=paths)
+
+    def _name_sections(self, prefix: str = "") -> None:
+        for name, field in type(self).model_fields.items():
+            value = self.__dict__[name]
+            if isinstance(value, _Section):
+                value.__pydantic_private__["_key"] = f"{prefix}{field.alias or name}"
+                value._name_sections(f"{prefix}{field.alias or name}.")
+
+
+class DownloadParams(_Section):
+    enabled: bool
+    base_url: str
+    dir: Path
+    timeout_s: float = Field(gt=0)
+
+
+class DataParams(_Section):
+    dataset: str
+    mirror_dir: Path
+    mirror_folders: dict[str, str]
+    download: DownloadParams
+    sample_users: int = Field(ge=0)
+    seed: int
+
+
+class IngestParams(_Section):
+    out_dir: Path
+    pseudonym_key_env: str
+    pseudonym_dev_key: str
+    pseudonym_length: int = Field(ge=8, le=64)
+
+
+class RowBounds(_Section):
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+
+class RowCountParams(_Section):
+    interactions: RowBounds
+    items: RowBounds
+    reviews: RowBounds
+
+
+class ValidateParams(_Section):
+    expectations_dir: Path
+    out_dir: Path
+    reports_dir: Path
+    row_count: RowCountParams
+    title_coverage_min: float = Field(ge=0.0, le=1.0)
+    on_failure: dict[str, Literal["quarantine", "stop"]]
+
+
+class SplitParams(_Section):
+    out_dir: Path
+    cold_item_fraction: float = Field(ge=0.0, lt=1.0)
+    seed: int
+    metrics_file: Path
+
+
+class EmbedParams(_Section):
+    encoder: str
+    fields: tuple[str, ...]
+    max_chars: int = Field(gt=0)
+    max_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    device: str
+    out_dir: Path
+
+
+class ModelParams(_Section):
+    mode: Literal["id", "text", "id+text"]
+    max_len: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    n_layers: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    id_dropout: float = Field(ge=0.0, lt=1.0)
+    repeat_bias: bool
+
+
+class TrainParams(_Section):
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    bucket_batches: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    patience: int = Field(gt=0)
+    max_minutes: float = Field(ge=0)
+    n_negatives: int = Field(ge=0)
+    grad_clip: float = Field(ge=0)
+    seed: int
+    deterministic: bool
+    device: str
+    eval_batch_size: int = Field(gt=0)
+    model_file: Path
+    metrics_file: Path
+    history_file: Path
+
+
+class ItemKnnParams(_Section):
+    neighbours: int = Field(gt=0)
+    recency_decay: float = Field(gt=0.0, le=1.0)
+
+
+class TextSimilarityParams(_Section):
+    recency_decay: float = Field(gt=0.0, le=1.0)
+
+
+class BaselinesParams(_Section):
+    item_knn: ItemKnnParams
+    text: TextSimilarityParams
+
+
+class FusionParams(_Section):
+    weight_grid: tuple[float, ...] = Field(min_length=1)
+    rounds: int = Field(ge=1)
+    metric_k: int = Field(gt=0)
+    protocol: Literal["unmasked", "masked"]
+
+
+class EvaluateParams(_Section):
+    ks: tuple[int, ...] = Field(min_length=1)
+    beyond_k: int = Field(gt=0)
+    novelty_pseudocount: float = Field(gt=0.0)
+    batch_size: int = Field(gt=0)
+    metrics_file: Path
+    comparison_file: Path
+    report_file: Path
+
+
+class BenchmarkParams(_Section):
+    published_file: Path
+
+
+class RegistryParams(_Section):
+    home: Path
+    model_name: str
+    record_file: Path
+
+
+class ColdStartParams(_Section):
+    adapter_hidden: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=1)
+    lr: float = Field(gt=0)
+    holdout_fraction: float = Field(gt=0, lt=1)
+    text_only_fraction: float = Field(gt=0, lt=1)
+    profile_decay: float = Field(gt=0, le=1)
+    match_lr: float = Field(gt=0)
+    text_weights: tuple[float, ...] = Field(min_length=1)
+    max_warm_drop: float = Field(ge=0, lt=1)
+    exposure_scales: tuple[float, ...]
+    offset_range: tuple[float, float]
+    bisection_steps: int = Field(gt=0)
+    seed: int
+    device: str
+    history_k: tuple[int, ...]
+    model_file: Path
+    adapter_metrics_file: Path
+    metrics_file: Path
+    plot_file: Path
+
+
+class ServingParams(_Section):
+    top_k: int = Field(gt=0)
+    default_pool: int = Field(gt=0)
+    default_diversity: float = Field(ge=0, le=1)
+    device: str
+    added_items_dir: Path
+
+
+class Params(_Section):
+    data: DataParams
+    ingest: IngestParams
+    validation: ValidateParams = Field(alias="validate")  # `validate` would shadow BaseModel.validate
+    split: SplitParams
+    embed: EmbedParams
+    model: ModelParams
+    train: TrainParams
+    coldstart: ColdStartParams
+    registry: RegistryParams
+    baselines: BaselinesParams
+    fusion: FusionParams
+    evaluate: EvaluateParams
+    benchmark: BenchmarkParams
+    serving: ServingParams
+
+    root: Path = Path(".")
+
+    def model_post_init(self, context: Any) -> None:
+        self._name_sections()
+
+    def path(self, p: Path) -> Path:
+        """Resolve a params path against the folder params.yaml lives in."""
+        return p if p.is_absolute() else (self.root / p)
+
+
+# project inputs a params copy elsewhere must still find; every other path is an output
+INPUT_PATHS = (("data", "mirror_dir"), ("validate", "expectations_dir"), ("benchmark", "published_file"))
+
+
+def merge_overrides(node: dict, values: dict) -> None:
+    """Nested dict merge in place: sections and keys of `values` win."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(node.get(key), dict):
+            merge_overrides(node[key], value)
+        else:
+            node[key] = value
+
+
+def assignment_overrides(assignments: list[str]) -> dict[str, Any]:
+    """`section.key=value` strings (as `dvc exp run -S` takes them) -> nested overrides; values are YAML."""
+    out: dict[str, Any] = {}
+    for text in assignments:
+        dotted, sep, value = text.partition("=")
+        keys = dotted.strip().split(".")
+        if not sep or len(keys) < 2 or not all(keys):
+            raise ConfigError(f"override {text!r}: expected section.key=value, e.g. split.cold_item_fraction=0")
+        merge_overrides(out, {keys[0]: _nest(keys[1:], yaml.safe_load(value))})
+    return out
+
+
+def _nest(keys: list[str], value: Any) -> Any:
+    return value if not keys else {keys[0]: _nest(keys[1:], value)}
+
+
+def derive_params(source: Path, dest_dir: Path, overrides: dict[str, Any]) -> Path:
+    """A copy of `source` in dest_dir whose outputs land under dest_dir: another dataset, a sample
+    or an experiment runs beside the project's own outputs without touching them. Project inputs
+    (mirror, expectation suites, published figures) are made absolute first."""
+    source = Path(source).resolve()
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    for section, key in INPUT_PATHS:
+        value = Path(raw[section][key])
+        raw[section][key] = str(value if value.is_absolute() else (source.parent / value).resolve())
+    merge_overrides(raw, overrides)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    load_params(path, environ={})   # fail here, naming the key, not in a later step
+    return path
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        node = raw
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(
+                    f"environment override {name}: '{'.'.join(keys)}' is not a key of params.yaml"
+                )
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(
+                f"environment override {name}: '{'.'.join(keys)}' is not a key of params.yaml"
+            )
+        node[keys[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def default_params_path() -> Path:
+    return Path(os.environ.get(PARAMS_ENV, "params.yaml"))
+
+
+def load_params(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Params:
+    """Load params.yaml (default: $INTEREST_PARAMS or ./params.yaml) with env overrides."""
+    path = Path(path) if path is not None else default_params_path()
+    if not path.is_file():
+        raise ConfigError(
+            f"no parameters file at {path.resolve()}: run from the project folder or set {PARAMS_ENV}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    raw = _apply_env_overrides(raw, dict(os.environ if environ is None else environ))
+    try:
+        return Params(**raw, root=path.resolve().parent)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc

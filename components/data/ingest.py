@@ -1,0 +1,139 @@
+"""Raw shop files -> canonical typed tables: interactions, items, reviews.
+
+The source readers (components.data.sources) find and read the dataset in whichever layout the
+mirror holds, or download it. Fields a source lacks stay null and are reported in the ingest
+summary, never invented. Shopper ids are pseudonymised here, so no raw id travels on.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.core.config import Params
+from components.core.io import write_json, write_parquet
+from components.data.sources.locate import read_dataset
+from components.data.sources.raw import RawTables
+
+log = logging.getLogger(__name__)
+
+INTERACTION_COLUMNS = {
+    "user": "string", "item": "string", "timestamp": "Int64", "rating": "Float64", "position": "int32",
+}
+ITEM_COLUMNS = {
+    "item": "string", "title": "string", "brand": "string", "categories": "string",
+    "description": "string", "price": "Float64",
+}
+REVIEW_COLUMNS = {
+    "user": "string", "item": "string", "rating": "Float64", "summary": "string",
+    "text": "string", "timestamp": "Int64",
+}
+TABLES = ("interactions", "items", "reviews")
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    dataset: str
+    format: str
+    files: dict[str, str]
+    rows: dict[str, int]
+    users: int
+    items: int
+    missing_fields: dict[str, list[str]]
+    outputs: dict[str, str]
+
+
+# --------------------------------------------------------------------------- transform
+def pseudonymise(ids: pd.Series, key: bytes, length: int) -> pd.Series:
+    """Keyed HMAC-SHA256: stable for one key, not reversible or joinable without it."""
+    uniq = ids.dropna().unique()
+    mapping = {u: hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest()[:length] for u in uniq}
+    return ids.map(mapping).astype("string")
+
+
+def pseudonym_key(params: Params, environ: dict[str, str] | None = None) -> bytes:
+    env = os.environ if environ is None else environ
+    key = env.get(params.ingest.pseudonym_key_env)
+    if not key:
+        log.warning("%s is not set: using the documented development key; set it in production",
+                    params.ingest.pseudonym_key_env)
+        key = params.ingest.pseudonym_dev_key
+    return key.encode("utf-8")
+
+
+def _typed(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    out = pd.DataFrame(index=df.index)
+    for name, dtype in columns.items():
+        col = df[name] if name in df else pd.Series(pd.NA, index=df.index)
+        if dtype == "string":
+            col = col.astype("string").str.strip().replace("", pd.NA)
+        elif dtype in ("Int64", "Float64"):
+            col = pd.to_numeric(col, errors="coerce").astype(dtype)
+        out[name] = col.astype(dtype)
+    return out.reset_index(drop=True)
+
+
+def sample_users(inter: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    users = np.sort(inter["user"].dropna().unique())
+    if n <= 0 or n >= len(users):
+        return inter
+    keep = np.random.default_rng(seed).choice(users, size=n, replace=False)
+    return inter[inter["user"].isin(set(keep))]
+
+
+def _missing_fields(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if len(df) == 0 or df[c].isna().all()]
+
+
+def canonical_tables(raw: RawTables, params: Params, key: bytes) -> dict[str, pd.DataFrame]:
+    inter = sample_users(raw.interactions, params.data.sample_users, params.data.seed)
+    reviews = raw.reviews
+    items = raw.items
+    if params.data.sample_users:
+        kept = set(inter["item"])
+        items = items[items["item"].isin(kept)]
+        reviews = reviews[reviews["user"].isin(set(inter["user"]))]
+    length = params.ingest.pseudonym_length
+    inter = inter.assign(user=pseudonymise(inter["user"], key, length))
+    reviews = reviews.assign(user=pseudonymise(reviews["user"].astype("string"), key, length))
+    return {
+        "interactions": _typed(inter, INTERACTION_COLUMNS),
+        "items": _typed(items, ITEM_COLUMNS),
+        "reviews": _typed(reviews, REVIEW_COLUMNS),
+    }
+
+
+def ingest(params: Params) -> IngestSummary:
+    """Read the configured dataset and write the canonical Parquet tables to ingest.out_dir."""
+    raw = read_dataset(params)
+    tables = canonical_tables(raw, params, pseudonym_key(params))
+    out_dir = params.path(params.ingest.out_dir)
+    outputs = {name: str(write_parquet(df, out_dir / f"{name}.parquet")) for name, df in tables.items()}
+    missing = {name: _missing_fields(df) for name, df in tables.items()}
+    for name, cols in missing.items():
+        if cols:
+            log.warning("%s: the source has no %s; later steps work without them", name, ", ".join(cols))
+    inter = tables["interactions"]
+    summary = IngestSummary(
+        dataset=params.data.dataset,
+        format=raw.source.get("format", "?"),
+        files={k: v for k, v in raw.source.items() if k != "format"},
+        rows={name: len(df) for name, df in tables.items()},
+        users=int(inter["user"].nunique()),
+        items=int(inter["item"].nunique()),
+        missing_fields=missing,
+        outputs=outputs,
+    )
+    write_json(asdict(summary), out_dir / "summary.json")
+    log.info("ingested %s (%s): %s", summary.dataset, summary.format, summary.rows)
+    return summary
+
+
+def run(params: Params) -> dict:
+    """Pipeline step `ingest`."""
+    return asdict(ingest(params))

@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics, protocols, the fusion weights tuned on valid, cold-start figures, reports."""

@@ -1,0 +1,73 @@
+"""Our measured figures next to the published Beauty results, on the same protocol.
+
+Reads the evaluation output (evaluate.metrics_file), the published figures
+(benchmark.published_file) and, when training has run, its wall time (train.metrics_file,
+key `train_seconds`), so `make bench-quality` answers "where do we stand" in one table.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from components.core.config import Params
+from components.core.errors import InterestError
+from components.core.io import read_json
+from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET
+
+
+def quality_rows(ranking: dict, published: dict) -> pd.DataFrame:
+    """One row per measured or published model at the published cut-off, best NDCG first."""
+    k = published["k"]
+    recall, ndcg = f"recall@{k}", f"ndcg@{k}"
+    protocol, subset = HEADLINE_PROTOCOL, HEADLINE_SUBSET
+    ours = [{"kind": "ours", "model": model, recall: m[recall], ndcg: m[ndcg], "source": f"measured: {subset}, {protocol}"}
+            for model, m in ranking[protocol][subset].items()]
+    theirs = [{"kind": "published", "model": r["model"], recall: r[recall], ndcg: r[ndcg], "source": r["source"]}
+              for r in published["results"]]
+    return pd.DataFrame(ours + theirs).sort_values(ndcg, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def train_seconds(params: Params) -> float | None:
+    path = params.path(params.train.metrics_file)
+    return read_json(path).get("train_seconds") if path.is_file() else None
+
+
+def measured_on(cases: dict[str, int]) -> str:
+    n_cold = cases.get("test_cold", 0)
+    if not n_cold:
+        return f"measured on {cases[HEADLINE_SUBSET]} test cases, none with a cold target (the published setting)"
+    return (f"measured on {cases[HEADLINE_SUBSET]} test cases, {n_cold} of them with a cold target (held out of training; "
+            "the published setting has none: see test_warm in the report, or `make bench-quality-published`)")
+
+
+def quality_report(params: Params) -> str:
+    """The bench-quality table as text: measured rows and published rows, sorted by NDCG@k."""
+    metrics_file = params.path(params.evaluate.metrics_file)
+    if not metrics_file.is_file():
+        raise InterestError(f"no evaluation results at {metrics_file}: run `interest evaluate` (or `dvc repro evaluate`) first")
+    published = read_json(params.path(params.benchmark.published_file))
+    ranking = read_json(metrics_file)
+    table = quality_rows(ranking, published)
+    k = published["k"]
+    width = max(table["model"].str.len().max(), len("model"))
+    lines = [
+        published["dataset"],
+        f"protocol: {published['protocol']}",
+        measured_on(ranking["cases"]),
+        "",
+        f"{'':<9}  {'model':<{width}}  {f'R@{k}':>6}  {f'N@{k}':>6}  source",
+        *(f"{r.kind:<9}  {r.model:<{width}}  {r[f'recall@{k}']:>6.4f}  {r[f'ndcg@{k}']:>6.4f}  {r.source}"
+          for _, r in table.iterrows()),
+        "",
+    ]
+    seconds = train_seconds(params)
+    lines.append(f"interest model training wall time: {seconds:.0f} s" if seconds is not None
+                 else f"interest model training wall time: n/a (no {params.train.metrics_file})")
+    check = ranking.get("popularity_check")
+    pop = next((r for r in published["results"] if r["model"] == "Pop"), None)
+    if check and pop:
+        lines.append(f"popularity check: counted over all interactions, test targets included (a leak; how the "
+                     f"published Pop row counts): R@{k} {check[f'recall@{k}']:.4f}  N@{k} {check[f'ndcg@{k}']:.4f} "
+                     f"vs published {pop[f'recall@{k}']:.4f} / {pop[f'ndcg@{k}']:.4f}; our popularity row counts "
+                     "the interactions known before the test (train and valid)")
+    lines.append(f"note: {published['note']}")
+    return "\n".join(lines)

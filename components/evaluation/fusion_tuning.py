@@ -1,0 +1,64 @@
+"""The fusion's weights, tuned on the valid cases only: coordinate search over a grid, NDCG@k."""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from components.core.batching import batch_slices
+from components.core.config import FusionParams
+from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks
+from components.models.fusion import FusionScorer, fuse, zscore_rows
+from components.models.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+
+def candidates_ndcg(scorers: Sequence[Scorer], candidates: Sequence[tuple[float, ...]],
+                    histories: Sequence[Sequence[int]], targets: np.ndarray, cfg: FusionParams,
+                    batch_size: int) -> np.ndarray:
+    """Mean NDCG@k of every candidate weight vector, in one pass: each scorer runs once per batch."""
+    active = [any(c[i] for c in candidates) for i in range(len(scorers))]
+    totals = np.zeros(len(candidates))
+    metric = f"ndcg@{cfg.metric_k}"
+    for chunk in batch_slices(len(histories), batch_size):
+        hist, tgt = histories[chunk], targets[chunk]
+        normalised = [zscore_rows(s.score(hist)) if on else None for s, on in zip(scorers, active)]
+        for c, weights in enumerate(candidates):
+            fused = apply_protocol(fuse(normalised, weights), hist, tgt, cfg.protocol)
+            totals[c] += case_metrics(target_ranks(fused, tgt), [cfg.metric_k])[metric].sum()
+    return totals / len(histories)
+
+
+def tune_fusion(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
+                cfg: FusionParams, batch_size: int) -> FusionScorer:
+    """Coordinate search on valid NDCG@k, starting from the best single scorer.
+
+    Only strict improvements are taken, so the result is never worse on valid than the best
+    single scorer (the one-hot start), whatever the grid.
+    """
+    targets = np.asarray(targets)
+    n = len(scorers)
+    singles = [tuple(float(i == j) for i in range(n)) for j in range(n)]
+    single_scores = candidates_ndcg(scorers, singles, histories, targets, cfg, batch_size)
+    best = int(np.argmax(single_scores))
+    weights, best_score = singles[best], float(single_scores[best])
+    log.info("fusion: best single scorer on valid is %s (NDCG@%d %.4f)", scorers[best].name, cfg.metric_k, best_score)
+    for sweep in range(cfg.rounds):
+        improved = False
+        for i in range(n):
+            candidates = list(dict.fromkeys(
+                weights[:i] + (g,) + weights[i + 1:] for g in cfg.weight_grid if g != weights[i]))
+            candidates = [c for c in candidates if any(c)]
+            if not candidates:
+                continue
+            scores = candidates_ndcg(scorers, candidates, histories, targets, cfg, batch_size)
+            j = int(np.argmax(scores))
+            if scores[j] > best_score:
+                weights, best_score, improved = candidates[j], float(scores[j]), True
+        log.info("fusion sweep %d: weights %s, valid NDCG@%d %.4f", sweep + 1,
+                 dict(zip((s.name for s in scorers), weights)), cfg.metric_k, best_score)
+        if not improved:
+            break
+    return FusionScorer(scorers, weights)

@@ -1,0 +1,1 @@
+"""Item and shopper features from text: the pretrained encoder, item embeddings, recency-weighted text profiles."""

@@ -1,0 +1,1 @@
+"""Recommenders behind one Scorer contract: the interest model, its checkpoint, baselines, fusion."""

@@ -1,0 +1,69 @@
+"""Fusion: one Scorer from several, as a weighted sum of per-shopper z-scored scores.
+
+Raw scores live on unrelated scales (counts, cosines, logits), so each scorer's row is z-scored
+over the catalogue before weighting. The weights are tuned on the valid cases by the evaluation
+(components.evaluation.fusion_tuning) and applied unchanged on test and in serving.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from components.data.split import PAD
+from components.models.scorer import Scorer
+
+
+def zscore_rows(scores: np.ndarray) -> np.ndarray:
+    """Per-row z-score over catalogue items; padding column 0 becomes 0.
+
+    Non-finite scores (an item a scorer refuses) take the row's lowest finite z-score, so one
+    scorer's -inf cannot veto an item the others rank high. A constant row contributes nothing.
+    """
+    items = np.asarray(scores, dtype=np.float32)[:, PAD + 1:]
+    finite = np.isfinite(items)
+    all_finite = bool(finite.all())
+    values = items if all_finite else np.where(finite, items, np.nan)
+    mean_fn, std_fn = (np.mean, np.std) if all_finite else (np.nanmean, np.nanstd)
+    mean, std = mean_fn(values, axis=1, keepdims=True), std_fn(values, axis=1, keepdims=True)
+    z = (values - mean) / np.where(std > 0, std, 1.0)
+    if not all_finite:
+        floor = np.nan_to_num(np.nanmin(z, axis=1, keepdims=True), nan=0.0)
+        z = np.nan_to_num(np.where(finite, z, floor), nan=0.0)
+    out = np.zeros(scores.shape, dtype=np.float32)
+    out[:, PAD + 1:] = z
+    return out
+
+
+def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float]) -> np.ndarray:
+    """Weighted sum of z-scored matrices (None where the weight is 0); padding at -inf."""
+    total = sum(w * z for w, z in zip(weights, normalised) if w)
+    total[:, PAD] = -np.inf
+    return total
+
+
+class FusionScorer:
+    """Weighted sum of z-scored scorers; scorers with weight 0 are not even called."""
+
+    def __init__(self, scorers: Sequence[Scorer], weights: Sequence[float], name: str = "fusion"):
+        if len(scorers) != len(weights) or not any(weights):
+            raise ValueError("fusion needs one weight per scorer and at least one non-zero weight")
+        self.scorers, self.weights, self.name = tuple(scorers), tuple(float(w) for w in weights), name
+
+    @classmethod
+    def from_weights(cls, scorers: Sequence[Scorer], weight_by_name: Mapping[str, float],
+                     name: str = "fusion") -> "FusionScorer":
+        """The fusion of `scorers`, in their order, with the weights recorded by name."""
+        missing = [s.name for s in scorers if s.name not in weight_by_name]
+        if missing or len(weight_by_name) != len(scorers):
+            raise ValueError(f"fusion weights {sorted(weight_by_name)} do not match the scorers "
+                             f"{[s.name for s in scorers]}")
+        return cls(scorers, [weight_by_name[s.name] for s in scorers], name)
+
+    @property
+    def weight_by_name(self) -> dict[str, float]:
+        return {s.name: w for s, w in zip(self.scorers, self.weights)}
+
+    def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        return fuse([zscore_rows(s.score(histories)) if w else None
+                     for s, w in zip(self.scorers, self.weights)], self.weights)

@@ -1,0 +1,256 @@
+"""The interest model: a causal self-attention sequential recommender (SASRec family).
+
+An item's representation is a learned ID embedding, a learned projection of its frozen text
+embedding, or their sum (`mode`). Items the model never saw in training keep a zero ID part,
+so they are represented by their text alone and can be ranked from the day they are added.
+The same item representations score the whole catalogue (tied input/output embeddings).
+With `repeat_bias`, one learned offset is added to the scores of items already in the shopper's
+history: the data decides whether shoppers come back to an item (consumables) or never buy it
+twice (most of a beauty catalogue), instead of the evaluation masking history by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from components.features.text_profile import recency_text_profile
+
+Mode = Literal["id", "text", "id+text"]
+MODES: tuple[str, ...] = ("id", "text", "id+text")
+
+
+@dataclass(frozen=True)
+class InterestModelConfig:
+    n_items: int            # catalogue size; item_idx 1..n_items, 0 = padding
+    max_len: int = 50
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    dropout: float = 0.5
+    mode: Mode = "id+text"
+    text_dim: int = 0       # width of the frozen text embeddings (0 when mode == "id")
+    adapter_hidden: int = 0  # width of the cold-start adapter (0 = none; training/cold_start.py fits it)
+    text_profile_decay: float = 0.5  # with the adapter: recency decay of the history text profile
+    id_dropout: float = 0.0 # training only: share of items shown by their text alone in a step
+    repeat_bias: bool = False  # learn one score offset for items already in the history
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class InterestModel(nn.Module):
+    def __init__(self, cfg: InterestModelConfig, text_embeddings: torch.Tensor | None = None,
+                 known_items: torch.Tensor | None = None):
+        super().__init__()
+        if cfg.mode not in MODES:
+            raise ValueError(f"model.mode must be one of {MODES}, got {cfg.mode!r}")
+        self.cfg = cfg
+        n = cfg.n_items + 1
+        self.uses_id = cfg.mode in ("id", "id+text")
+        self.uses_text = cfg.mode in ("text", "id+text")
+        if self.uses_id:
+            self.item_id = nn.Embedding(n, cfg.hidden, padding_idx=0)
+            nn.init.normal_(self.item_id.weight, std=0.02)
+        if self.uses_text:
+            if text_embeddings is None or text_embeddings.shape != (n, cfg.text_dim):
+                raise ValueError(f"mode {cfg.mode} needs text embeddings of shape ({n}, {cfg.text_dim})")
+            self.register_buffer("text", text_embeddings.float().clone())
+            self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, cfg.hidden), nn.GELU(),
+                                           nn.Linear(cfg.hidden, cfg.hidden))
+        if cfg.adapter_hidden:
+            if cfg.mode != "id+text":
+                raise ValueError("the cold-start adapter stands in for ID embeddings: it needs mode 'id+text'")
+            self.cold_adapter = nn.Sequential(nn.Linear(cfg.text_dim, cfg.adapter_hidden), nn.GELU(),
+                                              nn.Linear(cfg.adapter_hidden, cfg.hidden))
+            # text match (history text profile . item text): a 64-wide shopper state cannot carry
+            # all the text a history shows. Every item gets it with weight text_match, text-only
+            # items with weight and offset text_only_match on top (their exposure, calibrated)
+            self.text_match = nn.Parameter(torch.zeros(()))
+            self.text_only_match = nn.Parameter(torch.zeros(2))
+        known = torch.ones(n) if known_items is None else known_items.float().clone()
+        known[0] = 0.0
+        self.register_buffer("known", known)   # 1 = seen in training: its ID embedding is trusted
+        if cfg.repeat_bias:
+            self.repeat = nn.Parameter(torch.zeros(()))
+        self.position = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.input_norm = nn.LayerNorm(cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.n_heads, dim_feedforward=cfg.hidden * 4,
+                                           dropout=cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.output_norm = nn.LayerNorm(cfg.hidden)
+
+    def text_representation(self, text: torch.Tensor) -> torch.Tensor:
+        """[N, hidden] for items (or shopper queries) known only by text: the text path, plus the
+        cold-start adapter's estimate of the missing ID part when the model has one."""
+        rep = self.text_proj(text)
+        if self.cfg.adapter_hidden:
+            rep = rep + self.cold_adapter(text)
+        return rep
+
+    def item_representations(self, id_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """[n_items + 1, hidden]; row 0 (padding) is zero. Items seen in training use their ID
+        embedding (plus text); the others are represented from their text alone. id_keep [n + 1]
+        (training) hides the ID part of some seen items too, so the text path learns to stand alone."""
+        known = self.known if id_keep is None else self.known * id_keep
+        if not self.uses_text:
+            reps = self.item_id.weight * known.unsqueeze(-1)
+        elif not self.uses_id:
+            reps = self.text_proj(self.text)
+        else:
+            known = known.unsqueeze(-1)
+            reps = known * (self.item_id.weight + self.text_proj(self.text)) + (1 - known) * self.text_representation(self.text)
+        mask = torch.ones(reps.shape[0], 1, device=reps.device)
+        mask[0] = 0.0
+        return reps * mask
+
+    def user_states(self, seqs: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """seqs: [B, L] left-padded item_idx -> hidden state after each position [B, L, hidden]."""
+        items = self.item_representations() if items is None else items
+        B, L = seqs.shape
+        pad = (seqs != 0).unsqueeze(-1).to(items.dtype)                      # [B, L, 1]
+        # right-aligned positions: the most recent item is always position max_len - 1, however
+        # many all-padding columns a batch was trimmed by
+        pos = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=seqs.device).unsqueeze(0).expand(B, L)
+        x = items[seqs] * (self.cfg.hidden ** 0.5) + self.position(pos)    # [B, L, H]
+        x = self.dropout(self.input_norm(x)) * pad
+        h = self.encoder(x, mask=self._attention_mask(seqs))
+        return self.output_norm(h) * pad
+
+    def _attention_mask(self, seqs: torch.Tensor) -> torch.Tensor:
+        """[B * n_heads, L, L], True = blocked: no look-ahead and no attention to padding, so a
+        sequence's states do not depend on how much padding its batch has. Every position may
+        attend to itself, which keeps all-padding rows finite (they are zeroed afterwards)."""
+        B, L = seqs.shape
+        future = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seqs.device), diagonal=1)
+        blocked = future.unsqueeze(0) | (seqs == 0).unsqueeze(1)                  # [B, L, L]
+        blocked &= ~torch.eye(L, dtype=torch.bool, device=seqs.device)
+        return blocked.repeat_interleave(self.cfg.n_heads, dim=0)
+
+    def add_repeat_bias(self, logits: torch.Tensor, rows: torch.Tensor, seqs: torch.Tensor,
+                         upto: torch.Tensor) -> torch.Tensor:
+        """logits [R, n_items + 1] of R positions; position r is sequence rows[r] up to column
+        upto[r]. Adds the learned repeat offset once to every item at or before that column."""
+        if not self.cfg.repeat_bias:
+            return logits
+        cols = torch.arange(seqs.shape[1], device=seqs.device)
+        seen = (cols.unsqueeze(0) <= upto.unsqueeze(1)) & (seqs[rows] != 0)     # [R, L]
+        r, c = torch.nonzero(seen, as_tuple=True)
+        flat = torch.unique(r * logits.shape[1] + seqs[rows][r, c])             # an item counts once
+        # in place: the product the logits come from does not need them for its gradient
+        return logits.index_put_((flat // logits.shape[1], flat % logits.shape[1]),
+                                 self.repeat.expand(len(flat)), accumulate=True)
+
+    def text_profile(self, seqs: torch.Tensor, upto: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, text_dim] unit-length, recency-weighted mean text embedding of each history up to
+        column upto (default: the last)."""
+        return recency_text_profile(self.text, seqs, self.cfg.text_profile_decay, upto)
+
+    def add_text_match(self, logits: torch.Tensor, profile: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """logits plus the cold-start text match: text_match x cos(profile, item text) for every
+        item, and text_only_match (weight x cos + offset) on top for the text-only items `columns`."""
+        if not self.cfg.adapter_hidden:
+            return logits
+        similarity = profile @ self.text.T
+        logits = logits + self.text_match * similarity
+        if len(columns) == 0:
+            return logits
+        return logits.index_add(1, columns, self.text_only_match[0] * similarity[:, columns] + self.text_only_match[1])
+
+    def text_only_items(self) -> torch.Tensor:
+        """item_idx of the catalogue items known by their text alone (unseen in training)."""
+        return torch.nonzero(self.known[1:] == 0).squeeze(1) + 1
+
+    def forward(self, seqs: torch.Tensor, targets: torch.Tensor, n_negatives: int = 0) -> torch.Tensor:
+        """Mean cross-entropy of next-item prediction over all non-padding positions.
+
+        Only items seen in training compete: an item unknown at training time (a cold item, or
+        any product added later) must not be learnt as "never bought", or its text path would be
+        trained to rank it low before anyone had the chance to buy it.
+
+        targets: [B, L] next item per position (0 = no target). n_negatives = 0 is the full
+        softmax over the catalogue; > 0 is a sampled softmax against that many shared uniform
+        negatives, for catalogues too large for the full one.
+        """
+        id_keep = None
+        if self.training and self.cfg.id_dropout > 0 and self.uses_id and self.uses_text:
+            # DropoutNet-style: some seen items are shown by their text alone, as new ones will be
+            id_keep = (torch.rand(self.known.shape, device=seqs.device) >= self.cfg.id_dropout).float()
+        items = self.item_representations(id_keep)
+        h = self.user_states(seqs, items)
+        keep = targets != 0
+        h, t = h[keep], targets[keep]                                        # [M, H], [M]
+        rows, upto = torch.nonzero(keep, as_tuple=True)
+        if n_negatives == 0:
+            logits = self.add_repeat_bias(h @ items.T, rows, seqs, upto)    # [M, n_items + 1]
+            logits = logits.masked_fill(self.known == 0, float("-inf"))      # padding, unseen items
+            return F.cross_entropy(logits, t)
+        if self.cfg.repeat_bias:
+            raise ValueError("model.repeat_bias needs the full softmax (train.n_negatives: 0)")
+        candidates = torch.nonzero(self.known).squeeze(1)
+        neg = candidates[torch.randint(0, len(candidates), (n_negatives,), device=h.device)]
+        pos_logit = (h * items[t]).sum(-1, keepdim=True)                     # [M, 1]
+        neg_logit = h @ items[neg].T                                         # [M, K]
+        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == t.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(t))
+
+    @torch.inference_mode()
+    def score_last(self, seqs: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of the whole catalogue after each sequence's last position: [B, n_items + 1]."""
+        items = self.item_representations() if items is None else items
+        h = self.user_states(seqs, items)[:, -1]                            # [B, H]
+        rows = torch.arange(seqs.shape[0], device=seqs.device)
+        scores = self.add_repeat_bias(h @ items.T, rows, seqs, torch.full_like(rows, seqs.shape[1] - 1))
+        if self.cfg.adapter_hidden:
+            scores = self.add_text_match(scores, self.text_profile(seqs), self.text_only_items())
+        scores[:, 0] = float("-inf")
+        return scores
+
+    @torch.inference_mode()
+    def score_text_queries(self, query_text: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Catalogue scores for shoppers known only by a statement of interest: each query's text
+        embedding [Q, text_dim] is read as a one-item history through the text path."""
+        if not self.uses_text:
+            raise ValueError("mode 'id' has no text path: text queries need mode 'text' or 'id+text'")
+        items = self.item_representations() if items is None else items
+        extended = torch.cat([items, self.text_representation(query_text.to(items.device))])
+        seqs = torch.arange(items.shape[0], extended.shape[0], device=items.device).unsqueeze(1)
+        h = self.user_states(seqs, extended)[:, -1]
+        scores = h @ items.T   # no text match: its exposure is calibrated for shoppers with a history
+        scores[:, 0] = float("-inf")
+        return scores
+
+
+def extend_catalogue(model: InterestModel, new_text: torch.Tensor) -> InterestModel:
+    """A copy of the model whose catalogue also holds new items, known by their text embeddings
+    [m, text_dim]: item_idx n_items+1 .. n_items+m, no retraining. They are unknown to training,
+    so they are represented through the text path (and the cold-start adapter, if trained)."""
+    if not model.uses_text:
+        raise ValueError("mode 'id' has no text path: it cannot represent items it was not trained on")
+    cfg = InterestModelConfig(**{**model.cfg.to_dict(), "n_items": model.cfg.n_items + len(new_text)})
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    device = state["text"].device
+    state["text"] = torch.cat([state["text"], new_text.float().to(device)])
+    state["known"] = torch.cat([state["known"], torch.zeros(len(new_text), device=device)])
+    if model.uses_id:
+        w = state["item_id.weight"]
+        state["item_id.weight"] = torch.cat([w, torch.zeros(len(new_text), w.shape[1], device=device)])
+    extended = InterestModel(cfg, state["text"], state["known"]).to(device)
+    extended.load_state_dict(state)
+    return extended.eval()
+
+
+def left_pad(histories: Sequence[Sequence[int]], length: int) -> torch.Tensor:
+    """Last `length` items of each history, right-aligned, 0-padded on the left: [B, length]."""
+    out = torch.zeros((len(histories), length), dtype=torch.long)
+    for row, hist in enumerate(histories):
+        tail = list(hist)[-length:]
+        if tail:
+            out[row, length - len(tail):] = torch.as_tensor(tail, dtype=torch.long)
+    return out

@@ -1,0 +1,53 @@
+"""The interest model behind the Scorer contract, and its scores for text queries."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from components.core.batching import batch_slices
+from components.core.config import Params
+from components.core.device import select_device
+from components.models.checkpoint import load_checkpoint, model_path
+from components.models.interest_model import InterestModel, left_pad
+
+MODEL_SCORER_NAME = "interest_model"  # the trained model's name in evaluation results
+COLD_MODEL_SCORER_NAME = "interest_model_cold"  # the same after cold-start fine-tuning (the served one)
+
+
+class ModelScorer:
+    """Scorer over an interest model; item representations are computed once per instance."""
+
+    def __init__(self, model: InterestModel, name: str = MODEL_SCORER_NAME, batch_size: int = 512):
+        self.model = model.eval()
+        self.name = name
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        with torch.inference_mode():
+            self.items = model.item_representations()
+
+    def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        out = []
+        for chunk in batch_slices(len(histories), self.batch_size):
+            batch = histories[chunk]
+            width = max(1, min(self.model.cfg.max_len, max((len(h) for h in batch), default=1)))
+            seqs = left_pad(batch, width).to(self.device)
+            out.append(self.model.score_last(seqs, self.items).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.n_items + 1), np.float32)
+
+
+def text_query_scores(model: InterestModel, query_text: np.ndarray) -> np.ndarray:
+    """[Q, n_items + 1] catalogue scores for shoppers known only by a text: each query's encoder
+    embedding [Q, text_dim] goes through the model's text path as a one-item history."""
+    model.eval()
+    with torch.inference_mode():
+        items = model.item_representations()
+        q = torch.as_tensor(query_text, dtype=torch.float32, device=items.device)
+        return model.score_text_queries(q, items).float().cpu().numpy()
+
+
+def load_model_scorer(params: Params, path: Path | None = None, name: str = MODEL_SCORER_NAME) -> ModelScorer:
+    model, _ = load_checkpoint(path or model_path(params), select_device(params.train.device))
+    return ModelScorer(model, name=name, batch_size=params.train.eval_batch_size)

@@ -1,0 +1,126 @@
+"""The pipeline's one step list.
+
+Every step is `run(params) -> summary` in its own module. The CLI's step commands, the Airflow
+DAG's tasks and their order, `interest run` (which the Makefile calls) and the tests are made
+from this list; dvc.yaml, the DVC front door, is checked against it (stage names and order, deps =
+the import closure of each step's module, params = the keys each step reads: tests/unit and
+tests/e2e). This module stays light: the DAG file imports it at every parse, so a step's module
+is imported only when the step runs.
+
+    python -m components.pipeline     # prints the step list
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from components.core.config import Params
+
+# set to a folder, every step run writes <step>.json there: the params.yaml keys it read
+READS_ENV = "INTEREST_RECORD_PARAMS_READS"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str      # the DVC stage and the Airflow task id
+    module: str    # whose run(params) -> summary does the work
+    summary: str   # one line: what it does
+    details: str   # what it reads and writes (the command's --help)
+
+    @property
+    def command(self) -> str:
+        """The `interest` command that runs the step."""
+        return self.name.replace("_", "-")
+
+    def run(self, params: Params) -> dict[str, Any]:
+        return importlib.import_module(self.module).run(params)
+
+
+STEPS: tuple[Step, ...] = (
+    Step("ingest", "components.data.ingest",
+         "Read the configured dataset (mirror, else download) into typed Parquet tables.",
+         "Writes interactions, items and reviews under ingest.out_dir, shopper ids pseudonymised, and "
+         "a summary.json that names the source files and the fields the source lacks."),
+    Step("validate", "components.data.validate",
+         "Check the ingested tables with the Great Expectations suites in validate.expectations_dir.",
+         "Items first, then interactions and reviews against the cleaned catalogue. Writes the validated "
+         "tables and quarantine.parquet under validate.out_dir, GX results (JSON) and Data Docs under "
+         "validate.reports_dir; exits non-zero with a summary when an expectation set to `stop` fails."),
+    Step("split", "components.data.split",
+         "Leave-one-out split by time per shopper plus the cold-item hold-out; prints the statistics.",
+         "Reads the validated tables; writes item_index, train and cases under split.out_dir and the "
+         "split statistics to split.metrics_file (metrics/data.json)."),
+    Step("embed", "components.features.embeddings",
+         "Encode every catalogue item's text with the pretrained text encoder (embed.encoder).",
+         "Writes an [n_items + 1, dim] matrix aligned with the split's item index to embed.out_dir; "
+         "uses CUDA when present and shows progress."),
+    Step("train", "components.training.train",
+         "Train the interest model (model.* and train.*); keep the best checkpoint.",
+         "Early-stops on validation NDCG@10 and writes train.model_file, train.metrics_file and the "
+         "per-epoch curves. For data-parallel training run it under torchrun, e.g. "
+         "`torchrun --nproc_per_node 2 -m components.cli train` (gloo on CPU, NCCL on CUDA)."),
+    Step("finetune_cold", "components.training.cold_start",
+         "Fit the cold-start adapter and text match (coldstart.*) on warm items only.",
+         "Text-only representations of new products learn to land where trained items' are; the "
+         "trained weights stay frozen. Writes coldstart.model_file, the model the bundle serves."),
+    Step("evaluate", "components.evaluation.ranking",
+         "Rank the whole catalogue for every valid and test case with every model and baseline.",
+         "Tunes the fusion weights on valid, evaluates both protocols (unmasked, masked) on valid, test, "
+         "test_warm and test_cold; writes evaluate.metrics_file, the comparison CSV and the HTML report; "
+         "prints the headline (test, unmasked) figures."),
+    Step("evaluate_cold", "components.evaluation.cold_start",
+         "Cold-item and new-shopper figures before and after cold-start fine-tuning.",
+         "Writes coldstart.metrics_file (metrics/cold_start.json) and the NDCG@10-by-history plot data."),
+    Step("register", "components.registry.store",
+         "Store the served recommender's bundle in the BentoML model store as a candidate.",
+         "The bundle holds the cold-start model, the fusion weights, the baselines' fitted tables, the "
+         "catalogue and the known shoppers; its metadata holds its own test figures, the params that "
+         "made it and the data version. Prints the tag."),
+)
+STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+
+
+def get_step(name: str) -> Step:
+    """A step by its name or its command (`finetune_cold` or `finetune-cold`)."""
+    for step in STEPS:
+        if name in (step.name, step.command):
+            return step
+    raise KeyError(f"no pipeline step {name!r}; the steps are {', '.join(STEP_NAMES)}")
+
+
+def select_steps(names: Iterable[str] = (), to: str | None = None) -> list[Step]:
+    """The named steps (default: all) up to and including `to`, in pipeline order."""
+    chosen = {get_step(n).name for n in names} or set(STEP_NAMES)
+    last = STEP_NAMES.index(get_step(to).name) if to else len(STEPS) - 1
+    return [s for i, s in enumerate(STEPS) if s.name in chosen and i <= last]
+
+
+def run_step(name: str, params: Params) -> dict[str, Any]:
+    """Run one step; records the params keys it read when $INTEREST_RECORD_PARAMS_READS is set."""
+    from components.core.config import recording_reads
+    from components.core.io import write_json
+
+    step = get_step(name)
+    with recording_reads() as reads:
+        summary = step.run(params)
+    folder = os.environ.get(READS_ENV)
+    if folder:
+        write_json(sorted(reads - {"root"}), Path(folder) / f"{step.name}.json")
+    return summary
+
+
+def describe() -> str:
+    """The step list as a table: order, name, command, module, what it does."""
+    name = max(len(s.name) for s in STEPS)
+    module = max(len(s.module) for s in STEPS)
+    lines = [f"{i:>2}. {s.name:<{name}}  interest {s.command:<{name}}  {s.module:<{module}}  {s.summary}"
+             for i, s in enumerate(STEPS, 1)]
+    return "\n".join(["the pipeline, in order (dvc.yaml stages, Airflow tasks, `interest run`):", *lines])
+
+
+if __name__ == "__main__":
+    print(describe())  # noqa: T201 - this module's command-line output

@@ -1,0 +1,93 @@
+"""The BentoML model store as the model registry.
+
+`register` stores the bundle of the pipeline's current outputs (components.registry.bundle) as a
+new version of registry.model_name, labelled `stage=candidate`, with the served recommender's own
+evaluation figures, the params that made it and the data version as metadata. The store folder is
+passed to BentoML explicitly (registry.home, or $BENTOML_HOME when set), never through the
+process environment, so two stores can be used side by side in one process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from components.core.config import Params
+from components.core.errors import InterestError
+from components.core.io import read_json, write_json
+from components.models.model_scorer import COLD_MODEL_SCORER_NAME
+from components.registry.bundle import SERVED, Bundle, headline, write_bundle
+
+log = logging.getLogger(__name__)
+
+HOME_ENV = "BENTOML_HOME"
+
+
+def store_home(params: Params) -> Path:
+    """$BENTOML_HOME when set (BentoML's own convention), else registry.home."""
+    return Path(os.environ.get(HOME_ENV) or params.path(params.registry.home))
+
+
+def _model_store(params: Params):
+    # BentoML's public functions take the store as `_model_store`; its class is internal
+    from bentoml._internal.models import ModelStore
+
+    return ModelStore(store_home(params) / "models")
+
+
+def _without_none(obj):
+    """BentoML metadata takes basic types only: an absent value (e.g. no dvc.lock outside DVC,
+    as under Airflow) is left out rather than stored as None."""
+    if isinstance(obj, dict):
+        return {k: _without_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_without_none(v) for v in obj if v is not None]
+    return obj
+
+
+def register(params: Params) -> dict[str, Any]:
+    """Store the bundle as a candidate version; returns the tag and what was recorded."""
+    import bentoml
+
+    labels = {"stage": "candidate", "served": SERVED, "dataset": params.data.dataset}
+    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
+        manifest = write_bundle(params, Path(tmp))
+        metadata = _without_none({
+            "test_metrics": headline(manifest),                       # the served recommender's
+            "model_test_metrics": headline(manifest, COLD_MODEL_SCORER_NAME),
+            "fusion_weights": manifest["fusion_weights"],
+            "train": read_json(params.path(params.train.metrics_file)),
+            "cold_adapter": read_json(params.path(params.coldstart.adapter_metrics_file)),
+            "params": {"model": params.model.settings(), "train": params.train.settings()},
+            "data_version": manifest["data_version"],
+            "dataset": params.data.dataset,
+        })
+        with bentoml.models.create(params.registry.model_name, labels=labels, metadata=metadata,
+                                   _model_store=_model_store(params)) as ref:
+            shutil.copytree(tmp, ref.path, dirs_exist_ok=True)
+    record = {"tag": str(ref.tag), "labels": labels, "data_version": manifest["data_version"],
+              "test_ndcg@10": headline(manifest)["ndcg@10"]}
+    write_json(record, params.path(params.registry.record_file))
+    log.info("registered %s (%s): served %s, test NDCG@10 %.4f", ref.tag, labels, SERVED, record["test_ndcg@10"])
+    return record
+
+
+def registered(params: Params, tag: str | None = None) -> tuple[Bundle, dict[str, Any]]:
+    """The bundle of a stored version (default: the latest of registry.model_name) and its metadata."""
+    from bentoml.exceptions import NotFound
+
+    tag = tag or f"{params.registry.model_name}:latest"
+    try:
+        stored = _model_store(params).get(tag)
+    except NotFound as exc:
+        raise InterestError(f"model {tag} is not in the model store at {store_home(params)}: "
+                            "run `interest register` (or `dvc repro`) first, or pass --bundle DIR") from exc
+    return Bundle.open(Path(stored.path)), {"tag": str(stored.tag), **stored.info.metadata}
+
+
+def run(params: Params) -> dict[str, Any]:
+    """Pipeline step `register`."""
+    return register(params)

@@ -1,0 +1,191 @@
+"""The one served recommender: loaded once from a bundle, it answers for a known shopper, for a
+list of recent items, for a free text, or for nothing at all, in item ids.
+
+It scores with exactly the scorers the evaluation measured (the fusion of the cold-start model,
+popularity, item-kNN and text similarity, with the weights tuned on valid), rebuilt from the
+bundle, so what is evaluated is what is served. Products added after training join its catalogue
+at once through the model's text path.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from components.core.config import Params, ServingParams
+from components.core.device import select_device
+from components.core.errors import InterestError
+from components.features.embeddings import TextEncoderSettings, item_texts
+from components.features.text_encoder import TextEncoder, load_text_encoder
+from components.models.baselines import BaselineFit, baseline_scorers
+from components.models.checkpoint import load_checkpoint
+from components.models.fusion import FusionScorer
+from components.models.interest_model import InterestModel, extend_catalogue
+from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer, text_query_scores
+from components.registry.bundle import SERVED, Bundle
+from components.registry.store import registered
+from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
+from components.serving.popular_default import popular_diverse_default
+
+log = logging.getLogger(__name__)
+
+# how a list was made, by what the request gave
+BY_USER, BY_ITEMS, BY_TEXT, BY_NOTHING = "user", "items", "text", "popular"
+
+
+class UnknownItems(InterestError):
+    """Item ids that are neither in the catalogue nor added; the message lists some of them."""
+
+
+class Recommender:
+    """Scorer (name "fusion") over item_idx histories, and `recommend` over item ids."""
+
+    name = SERVED
+
+    def __init__(self, bundle: Bundle, serving: ServingParams, device: torch.device, batch_size: int):
+        self.bundle = bundle
+        self.serving = serving
+        self.batch_size = batch_size
+        self.model: InterestModel = load_checkpoint(bundle.checkpoint, device)[0]
+        self.catalogue = bundle.catalogue()
+        self._fit = bundle.baselines()
+        self._baselines_cfg = bundle.baselines_params
+        self.text_settings: TextEncoderSettings = bundle.text_encoder
+        histories = bundle.histories()
+        self._histories = dict(zip(histories["user"], histories["history"]))
+        self._encoder: TextEncoder | None = None
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Scorers and id lookup for the current catalogue (after loading or adding items)."""
+        scorers = [*baseline_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg),
+                   ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)]
+        self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED)
+        self._index = dict(zip(self.catalogue["item"], self.catalogue["item_idx"]))
+
+    # ------------------------------------------------------------------ Scorer contract
+    def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """[len(histories), n_items + 1] fused scores of item_idx histories (column 0 = padding)."""
+        return self.fusion.score(histories)
+
+    # ------------------------------------------------------------------ ids
+    @property
+    def n_items(self) -> int:
+        return len(self.catalogue)
+
+    def knows_user(self, user: str) -> bool:
+        return user in self._histories
+
+    def item_indices(self, items: Sequence[str]) -> list[int]:
+        unknown = [i for i in items if i not in self._index]
+        if unknown:
+            raise UnknownItems(f"{len(unknown)} unknown item ids (e.g. {unknown[:5]}): use ids from the "
+                               "catalogue, or add new products first (`interest add-items`)")
+        return [int(self._index[i]) for i in items]
+
+    def user_history(self, user: str) -> list[str]:
+        if user not in self._histories:
+            raise InterestError(f"unknown shopper {user!r}: recommend by --history item ids or --text instead")
+        return list(self._histories[user])
+
+    # ------------------------------------------------------------------ answers
+    def recommend(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
+                  k: int | None = None, exclude: Sequence[str] = ()) -> pd.DataFrame:
+        """Top-k items (item, title, score, position) for one shopper, known by one of: a shopper
+        id, recent item ids (oldest first), a free text; or by nothing (the diverse popular
+        default). Items in the history and in `exclude` are never returned."""
+        given = [name for name, value in (("user", user), ("items", items), ("text", text)) if value]
+        if len(given) > 1:
+            raise InterestError(f"recommend by one of user, items or text, not {' and '.join(given)}")
+        k = k or self.serving.top_k
+        if k <= 0:
+            raise InterestError(f"k must be a positive list length, got {k}")
+        hidden = self.item_indices(list(exclude))
+        if user:
+            items = self.user_history(user)
+        if items:
+            history = self.item_indices(list(items))
+            scores, hidden, by = self.score([history])[0], hidden + history, BY_ITEMS if not user else BY_USER
+        elif text:
+            scores, by = text_query_scores(self.model, self.encode_texts([text]))[0], BY_TEXT
+        else:
+            scores, by = self._popular_scores(k + len(hidden)), BY_NOTHING
+        scores = np.array(scores, dtype=np.float64)
+        scores[hidden] = -np.inf
+        scores[0] = -np.inf   # never the padding item
+        top = np.argsort(-scores[1:], kind="stable")[:k] + 1
+        top = top[np.isfinite(scores[top])]
+        rows = self.catalogue.set_index("item_idx").loc[top]
+        return pd.DataFrame({"item": rows["item"].to_numpy(), "title": rows["title"].to_numpy(),
+                             "score": scores[top].round(4), "position": np.arange(1, len(top) + 1), "by": by})
+
+    def _popular_scores(self, k: int) -> np.ndarray:
+        text = self.model.text.cpu().numpy()
+        picks = popular_diverse_default(self._fit.counts, text, k, self.serving.default_pool,
+                                        self.serving.default_diversity)
+        scores = np.full(self.n_items + 1, -np.inf)
+        scores[picks] = np.arange(len(picks), 0, -1)
+        return scores
+
+    # ------------------------------------------------------------------ text and new products
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Text embeddings from the bundle's encoder (loaded on first use)."""
+        cfg = self.text_settings
+        if self._encoder is None:
+            self._encoder = load_text_encoder(cfg.encoder, self.model.text.device, cfg.max_tokens)
+        return self._encoder.encode(list(texts), cfg.batch_size)
+
+    def encode_items(self, items: pd.DataFrame) -> np.ndarray:
+        cfg = self.text_settings
+        return self.encode_texts(item_texts(items, list(cfg.fields), cfg.max_chars))
+
+    def add_items(self, added: AddedItems) -> pd.DataFrame:
+        """New products join the catalogue at once, represented through the model's text path
+        (no retraining); ids the catalogue already holds are refused. Returns item, item_idx."""
+        known = [i for i in added.items["item"] if i in self._index]
+        if known:
+            raise InterestError(f"{len(known)} items are already in the catalogue (e.g. {known[:3]}); "
+                                "give new item ids")
+        start = self.n_items + 1
+        rows = added.items.assign(item_idx=np.arange(start, start + len(added.items)))
+        self.model = extend_catalogue(self.model, torch.as_tensor(added.vectors, dtype=torch.float32))
+        n = self.n_items + len(rows) + 1
+        similarity = self._fit.similarity.copy()
+        similarity.resize((n, n))
+        self._fit = BaselineFit(np.concatenate([self._fit.counts, np.zeros(len(rows), dtype=self._fit.counts.dtype)]),
+                                sp.csr_matrix(similarity))
+        self.catalogue = pd.concat([self.catalogue, rows.reindex(columns=self.catalogue.columns)], ignore_index=True)
+        self._rebuild()
+        log.info("added %d products: catalogue now %d items", len(rows), self.n_items)
+        return rows[["item", "item_idx"]]
+
+
+def load_recommender(params: Params, tag: str | None = None, bundle_dir: Path | None = None) -> Recommender:
+    """The Recommender of a registered version (default: the latest) or of a bundle folder, with
+    the products added so far (serving.added_items_dir) in its catalogue."""
+    bundle = Bundle.open(bundle_dir) if bundle_dir is not None else registered(params, tag)[0]
+    recommender = Recommender(bundle, params.serving, select_device(params.serving.device),
+                              params.evaluate.batch_size)
+    added = load_added(params.path(params.serving.added_items_dir))
+    if added is not None:
+        fresh = ~added.items["item"].isin(set(recommender.catalogue["item"]))
+        if fresh.any():
+            recommender.add_items(AddedItems(added.items[fresh].reset_index(drop=True), added.vectors[fresh.to_numpy()]))
+    return recommender
+
+
+def add_items_from_file(params: Params, file: Path) -> dict:
+    """Embed and index new products from a CSV or JSON-lines file (columns: item, title and any of
+    brand, categories, description): recommendable at once, with no retraining, and kept for
+    every later load of the Recommender."""
+    new = read_new_items(file)
+    recommender = load_recommender(params)
+    added = AddedItems(new, recommender.encode_items(new))
+    rows = recommender.add_items(added)
+    stored = append_added(params.path(params.serving.added_items_dir), added)
+    return {"added": len(rows), "added_in_all": len(stored.items), "item_idx": rows["item_idx"].tolist()}

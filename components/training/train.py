@@ -1,0 +1,240 @@
+"""Training of the interest model: full-softmax cross-entropy, AdamW, early stopping on
+validation NDCG@10, best checkpoint kept. Runs on one device, or data-parallel under `torchrun`
+(DistributedDataParallel; gloo on CPU, NCCL on CUDA) with the same code path.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from components.core.config import Params, TrainParams
+from components.core.io import write_json
+from components.data.split import load_split
+from components.evaluation.metrics import ranking_summary, target_ranks
+from components.features.embeddings import embedding_meta, load_item_embeddings
+from components.models.checkpoint import model_path, save_checkpoint
+from components.models.interest_model import InterestModel, InterestModelConfig
+from components.models.model_scorer import ModelScorer
+from components.training.distributed import DistContext, init_distributed
+from components.training.seeding import seeded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    model: InterestModel
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: float = float("-inf")
+    seconds: float = 0.0
+    stopped_because: str = ""
+    param_digests: list[str] = field(default_factory=list)
+
+
+def training_tensors(train: pd.DataFrame, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every user's training sequence as next-item pairs, left-padded: inputs, targets [U, max_len]."""
+    seqs = train.sort_values(["user", "position"]).groupby("user", sort=True)["item_idx"].agg(list)
+    seqs = [s for s in seqs if len(s) >= 2]
+    inputs = torch.zeros((len(seqs), max_len), dtype=torch.long)
+    targets = torch.zeros_like(inputs)
+    for row, seq in enumerate(seqs):
+        seq = seq[-(max_len + 1):]
+        n = len(seq) - 1
+        inputs[row, max_len - n:] = torch.as_tensor(seq[:-1])
+        targets[row, max_len - n:] = torch.as_tensor(seq[1:])
+    return inputs, targets
+
+
+def bucketed_batches(perm: torch.Tensor, lengths: torch.Tensor, batch_size: int,
+                     bucket_batches: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Batches of similar sequence length, in random order: most histories are short, so this
+    cuts the padding the transformer works through several-fold without biasing the order."""
+    batches = []
+    for chunk in perm.split(batch_size * bucket_batches):
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches.extend(chunk.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen)]
+
+
+def param_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _autocast(device: torch.device):
+    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision elsewhere."""
+    if device.type != "cuda":
+        return torch.autocast("cpu", enabled=False), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, targets: torch.Tensor,
+        text: torch.Tensor | None, known: torch.Tensor, validate: Callable[[InterestModel], dict],
+        ctx: DistContext = DistContext(), device: torch.device = torch.device("cpu")) -> FitResult:
+    """Train and keep the weights of the epoch with the best validation NDCG@10.
+
+    validate(model) -> metrics dict with "ndcg@10"; called on the main process only.
+    """
+    with seeded(tp.seed, tp.deterministic, device):
+        return _fit(cfg, tp, inputs, targets, text, known, validate, ctx, device)
+
+
+def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, targets: torch.Tensor,
+         text: torch.Tensor | None, known: torch.Tensor, validate: Callable[[InterestModel], dict],
+         ctx: DistContext, device: torch.device) -> FitResult:
+    model = InterestModel(cfg, text, known).to(device)
+    # buffers (text matrix, known mask) never change: no need to broadcast them every step
+    net = DistributedDataParallel(model, broadcast_buffers=False) if ctx.enabled else model
+    # the fused kernel updates all parameters in one pass: on CPU the per-step update of the
+    # catalogue-sized embedding otherwise costs as much as the forward pass
+    optim = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay,
+                              fused=device.type in ("cpu", "cuda"))
+    autocast, scaler = _autocast(device)
+    result = FitResult(model=model)
+    best_state, bad_epochs, start = None, 0, time.monotonic()
+    gen = torch.Generator().manual_seed(tp.seed)
+    lengths = (inputs != 0).sum(1)
+    for epoch in range(1, tp.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(inputs), generator=gen)            # same order on every rank
+        perm = perm[: len(perm) // ctx.world_size * ctx.world_size][ctx.rank::ctx.world_size]
+        batches = bucketed_batches(perm, lengths, tp.batch_size, tp.bucket_batches, gen)
+        losses, t0 = [], time.monotonic()
+        for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+                        disable=not ctx.is_main, mininterval=5):
+            x, y = inputs[idx].to(device), targets[idx].to(device)
+            width = int((x != 0).sum(1).max())                         # drop all-padding columns
+            x, y = x[:, -width:], y[:, -width:]
+            with autocast:
+                loss = net(x, y, tp.n_negatives)
+            optim.zero_grad(set_to_none=True)
+            if scaler is not None and scaler.is_enabled():
+                scaler.scale(loss).backward()
+                scaler.step(optim)
+                scaler.update()
+            else:
+                loss.backward()
+                if tp.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tp.grad_clip)
+                optim.step()
+            losses.append(loss.item())
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "epoch_seconds": time.monotonic() - t0}
+        decision = [None]
+        if ctx.is_main:
+            model.eval()
+            record.update({f"valid_{k}": v for k, v in validate(model).items()})
+            score = record["valid_ndcg@10"]
+            if score > result.best_valid:
+                result.best_valid, result.best_epoch, bad_epochs = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+            elapsed = (time.monotonic() - start) / 60
+            stop = ("patience" if bad_epochs >= tp.patience
+                    else "time budget" if tp.max_minutes and elapsed >= tp.max_minutes else "")
+            decision = [stop]
+            result.history.append(record)
+            log.info("epoch %d  loss %.4f  valid ndcg@10 %.4f  recall@10 %.4f  (%.0fs)", epoch,
+                     record["loss"], score, record.get("valid_recall@10", math.nan), record["epoch_seconds"])
+        if ctx.enabled:
+            dist.broadcast_object_list(decision, src=0)
+        if decision[0]:
+            result.stopped_because = decision[0]
+            break
+    else:
+        result.stopped_because = "max epochs"
+    if ctx.enabled:
+        holder = [best_state]
+        dist.broadcast_object_list(holder, src=0)
+        best_state = holder[0]
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.monotonic() - start
+    digest = param_digest(model)
+    if ctx.enabled:
+        gathered: list[str] = [""] * ctx.world_size
+        dist.all_gather_object(gathered, digest)
+        result.param_digests = gathered
+    else:
+        result.param_digests = [digest]
+    return result
+
+
+def model_config(params: Params, n_items: int, text_dim: int) -> InterestModelConfig:
+    m = params.model
+    return InterestModelConfig(n_items=n_items, max_len=m.max_len, hidden=m.hidden, n_layers=m.n_layers,
+                        n_heads=m.n_heads, dropout=m.dropout, mode=m.mode, id_dropout=m.id_dropout,
+                        repeat_bias=m.repeat_bias,
+                        text_dim=text_dim if m.mode != "id" else 0)
+
+
+def validation_fn(cases: pd.DataFrame, batch_size: int, ks: tuple[int, ...] = (10,)) -> Callable[[InterestModel], dict]:
+    """Early-stopping signal: full-ranking metrics on the valid cases, headline (unmasked) protocol."""
+    valid = cases[cases["split"] == "valid"]
+    histories, targets = list(valid["history"]), valid["target"].to_numpy()
+
+    def validate(model: InterestModel) -> dict:
+        scores = ModelScorer(model, batch_size=batch_size).score(histories)
+        return ranking_summary(target_ranks(scores, targets), ks)
+    return validate
+
+
+def run(params: Params) -> dict:
+    """Pipeline step `train`: train on the split, keep the best checkpoint, write training metrics
+    and curves."""
+    ctx, device = init_distributed(params.train.device)
+    split = load_split(params)
+    n_items = len(split.item_index)
+    text = None
+    if params.model.mode != "id":
+        text = torch.from_numpy(load_item_embeddings(params))
+    known = torch.zeros(n_items + 1)
+    known[torch.as_tensor(split.train["item_idx"].unique())] = 1.0
+    cfg = model_config(params, n_items, 0 if text is None else text.shape[1])
+    inputs, targets = training_tensors(split.train, cfg.max_len)
+    if ctx.is_main:
+        log.info("training %s model on %d sequences, %d items, device %s, %d process(es)",
+                 cfg.mode, len(inputs), n_items, device, ctx.world_size)
+    result = fit(cfg, params.train, inputs, targets, text, known,
+                 validation_fn(split.cases, params.train.eval_batch_size), ctx, device)
+    summary = {
+        "train_seconds": round(result.seconds, 1),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "best_valid_ndcg@10": round(result.best_valid, 6),
+        "stopped_because": result.stopped_because,
+        "processes": ctx.world_size,
+        "device": device.type,
+        "param_digests": result.param_digests,
+        "parameters": sum(p.numel() for p in result.model.parameters()),
+    }
+    if ctx.is_main:
+        meta = {"config": cfg.to_dict(), "train": summary,
+                "encoder": embedding_meta(params)["encoder"] if text is not None else None}
+        save_checkpoint(model_path(params), result.model, split.item_index, meta)
+        write_json(summary, params.path(params.train.metrics_file))
+        write_json(result.history, params.path(params.train.history_file))
+        log.info("best epoch %d: valid NDCG@10 %.4f (%s, %.0fs)", result.best_epoch, result.best_valid,
+                 result.stopped_because, result.seconds)
+    if ctx.enabled:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary

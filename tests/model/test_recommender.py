@@ -1,0 +1,79 @@
+"""The served Recommender on the real 400-shopper sample, loaded from the registered bundle: it
+scores exactly as the evaluation's fusion did, the registry's figures are its own, and it
+answers by shopper, items, text or nothing, failing clearly on what it does not know."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.core.errors import InterestError
+from components.core.io import read_json
+from components.data.split import load_split
+from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, item_self_information
+from components.evaluation.ranking import rank_cases, summarise
+from components.models.baselines import train_counts
+from components.registry.bundle import Bundle
+from components.registry.store import registered
+from components.serving.recommender import UnknownItems, load_recommender
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def served(served_sample):
+    return load_recommender(served_sample)
+
+
+def test_registry_figures_are_the_served_recommenders_own(served_sample, served):
+    """Every test case replayed through the loaded Recommender gives the figures its metadata holds."""
+    params = served_sample
+    _, metadata = registered(params)
+    split = load_split(params)
+    test = split.cases[split.cases["split"] == HEADLINE_SUBSET]
+    ranked = rank_cases(served, list(test["history"]), test["target"].to_numpy(), params.evaluate)
+    info = item_self_information(train_counts(split), params.evaluate.novelty_pseudocount)
+    replayed = summarise(ranked[HEADLINE_PROTOCOL], params.evaluate, len(split.item_index), info)
+    assert replayed == metadata["test_metrics"]
+    ranking = read_json(params.path(params.evaluate.metrics_file))[HEADLINE_PROTOCOL][HEADLINE_SUBSET]
+    assert metadata["test_metrics"] == ranking["fusion"]        # the served recommender's figures,
+    assert metadata["model_test_metrics"] == ranking["interest_model_cold"]   # and the model's inside it
+    assert served.bundle.manifest["fusion_weights"] == metadata["fusion_weights"]
+
+
+def test_a_known_shopper_gets_the_list_of_their_history(served_sample, served):
+    user, history = next(iter(served.bundle.histories().itertuples(index=False)))
+    by_user = served.recommend(user=user, k=10)
+    by_items = served.recommend(items=list(history), k=10)
+    assert by_user["item"].tolist() == by_items["item"].tolist() and len(by_user) == 10
+    assert not set(by_user["item"]) & set(history)
+    assert by_user["by"].iloc[0] == "user" and by_items["by"].iloc[0] == "items"
+    assert by_user["position"].tolist() == list(range(1, 11))
+
+
+def test_excluded_items_never_come_back(served):
+    first = served.recommend(k=5)
+    again = served.recommend(k=5, exclude=first["item"].tolist()[:2])
+    assert not set(first["item"][:2]) & set(again["item"])
+
+
+def test_unknowns_fail_with_a_message_to_act_on(served):
+    with pytest.raises(UnknownItems, match="unknown item ids"):
+        served.recommend(items=["NO-SUCH-ITEM"])
+    with pytest.raises(InterestError, match="unknown shopper"):
+        served.recommend(user="nobody")
+    with pytest.raises(InterestError, match="not items and text"):
+        served.recommend(items=["x"], text="y")
+
+
+def test_a_missing_bundle_or_version_is_named(served_sample, tmp_path):
+    with pytest.raises(InterestError, match="not a complete model bundle"):
+        Bundle.open(tmp_path)
+    with pytest.raises(InterestError, match="is not in the model store"):
+        load_recommender(served_sample, tag="interest_model:doesnotexist")
+
+
+def test_scores_are_the_fusion_of_the_bundled_scorers(served):
+    histories = [[1, 2, 3], [5]]
+    scores = served.score(histories)
+    assert scores.shape == (2, served.n_items + 1) and np.isneginf(scores[:, 0]).all()
+    assert {s.name for s in served.fusion.scorers} == set(served.bundle.fusion_weights)
