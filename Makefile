@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,6 +60,10 @@ bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Ama
 	$(BIN)/interest run evaluate_cold --params $(SCIENTIFIC_DIR)/params.yaml
 	cp $(SCIENTIFIC_DIR)/metrics/cold_start.json metrics/cold_start_scientific.json
 	$(BIN)/dvc metrics show metrics/cold_start_scientific.json
+
+SERVE_PORT ?= 3000
+serve: $(STAMP)  ## serve the registered recommender (production, else latest) on :$(SERVE_PORT) (BentoML)
+	$(BIN)/bentoml serve bento.service:InterestService --port $(SERVE_PORT)
 
 steps: $(STAMP)  ## list the pipeline's steps (dvc.yaml stages, Airflow tasks) in order
 	$(BIN)/interest steps

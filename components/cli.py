@@ -112,6 +112,21 @@ def recommend(user: Optional[str] = typer.Option(None, "--user", "-u", help="a k
     typer.echo(table.to_string(index=False))
 
 
+@app.command()
+def promote(tag: Optional[str] = typer.Argument(None, help="the version to put in production: name:version, or the version alone"),
+            rollback: bool = typer.Option(False, "--rollback", help="restore the version the last promotion replaced"),
+            params: Optional[Path] = ParamsOpt) -> None:
+    """Put a registered version in production (label stage=production; one at a time), or roll back.
+
+    The version it replaces becomes a candidate again; every promotion is recorded beside the store.
+    `bentoml models list` shows the labels."""
+    from components.registry.promotion import promote as run, rollback as undo
+    if rollback == (tag is not None):
+        raise InterestError("give either a TAG to promote or --rollback")
+    p = _params(params)
+    _echo_json(undo(p) if rollback else run(p, tag))
+
+
 @app.command("params-for")
 def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all its outputs go to"),
                dataset: Optional[str] = typer.Option(None, "--dataset", help="data.dataset of the copy, e.g. Scientific"),

@@ -31,7 +31,7 @@ def store_home(params: Params) -> Path:
     return Path(os.environ.get(HOME_ENV) or params.path(params.registry.home))
 
 
-def _model_store(params: Params):
+def model_store(params: Params):
     # BentoML's public functions take the store as `_model_store`; its class is internal
     from bentoml._internal.models import ModelStore
 
@@ -66,7 +66,7 @@ def register(params: Params) -> dict[str, Any]:
             "dataset": params.data.dataset,
         })
         with bentoml.models.create(params.registry.model_name, labels=labels, metadata=metadata,
-                                   _model_store=_model_store(params)) as ref:
+                                   _model_store=model_store(params)) as ref:
             shutil.copytree(tmp, ref.path, dirs_exist_ok=True)
     record = {"tag": str(ref.tag), "labels": labels, "data_version": manifest["data_version"],
               "test_ndcg@10": headline(manifest)["ndcg@10"]}
@@ -81,7 +81,7 @@ def registered(params: Params, tag: str | None = None) -> tuple[Bundle, dict[str
 
     tag = tag or f"{params.registry.model_name}:latest"
     try:
-        stored = _model_store(params).get(tag)
+        stored = model_store(params).get(tag)
     except NotFound as exc:
         raise InterestError(f"model {tag} is not in the model store at {store_home(params)}: "
                             "run `interest register` (or `dvc repro`) first, or pass --bundle DIR") from exc

@@ -27,7 +27,8 @@ from components.models.checkpoint import load_checkpoint
 from components.models.fusion import FusionScorer
 from components.models.interest_model import InterestModel, extend_catalogue
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer, text_query_scores
-from components.registry.bundle import SERVED, Bundle
+from components.registry.bundle import SERVED, Bundle, headline
+from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
 from components.serving.popular_default import popular_diverse_default
@@ -47,8 +48,9 @@ class Recommender:
 
     name = SERVED
 
-    def __init__(self, bundle: Bundle, serving: ServingParams, device: torch.device, batch_size: int):
+    def __init__(self, bundle: Bundle, tag: str, serving: ServingParams, device: torch.device, batch_size: int):
         self.bundle = bundle
+        self.tag = tag   # the registered version (name:version), or the bundle folder
         self.serving = serving
         self.batch_size = batch_size
         self.model: InterestModel = load_checkpoint(bundle.checkpoint, device)[0]
@@ -77,6 +79,15 @@ class Recommender:
     @property
     def n_items(self) -> int:
         return len(self.catalogue)
+
+    @property
+    def n_shoppers(self) -> int:
+        return len(self._histories)
+
+    @property
+    def figures(self) -> dict[str, float]:
+        """The evaluation's figures of this recommender (test, headline protocol)."""
+        return headline(self.bundle.manifest)
 
     def knows_user(self, user: str) -> bool:
         return user in self._histories
@@ -166,10 +177,14 @@ class Recommender:
 
 
 def load_recommender(params: Params, tag: str | None = None, bundle_dir: Path | None = None) -> Recommender:
-    """The Recommender of a registered version (default: the latest) or of a bundle folder, with
-    the products added so far (serving.added_items_dir) in its catalogue."""
-    bundle = Bundle.open(bundle_dir) if bundle_dir is not None else registered(params, tag)[0]
-    recommender = Recommender(bundle, params.serving, select_device(params.serving.device),
+    """The Recommender of a registered version (default: the one in production, else the latest)
+    or of a bundle folder, with the products added so far (serving.added_items_dir) in its catalogue."""
+    if bundle_dir is not None:
+        bundle, tag = Bundle.open(bundle_dir), str(bundle_dir)
+    else:
+        bundle, metadata = registered(params, tag or production_tag(params))
+        tag = metadata["tag"]
+    recommender = Recommender(bundle, tag, params.serving, select_device(params.serving.device),
                               params.evaluate.batch_size)
     added = load_added(params.path(params.serving.added_items_dir))
     if added is not None:
