@@ -97,7 +97,8 @@ def recommend(user: Optional[str] = typer.Option(None, "--user", "-u", help="a k
               text: Optional[str] = typer.Option(None, "--text", "-t", help="a shopper's statement of interests"),
               k: Optional[int] = typer.Option(None, "--k", help="list length (default serving.top_k)"),
               exclude: Optional[str] = typer.Option(None, "--exclude", help="comma-separated item ids never to show"),
-              tag: Optional[str] = typer.Option(None, "--tag", help="registered model version (default: the latest)"),
+              policy: Optional[str] = typer.Option(None, "--policy", help="greedy, epsilon_greedy or softmax (default serving.policy)"),
+              tag: Optional[str] = typer.Option(None, "--tag", help="registered model version (default: production, else the latest)"),
               bundle: Optional[Path] = typer.Option(None, "--bundle", help="a bundle folder instead of the registry"),
               params: Optional[Path] = ParamsOpt) -> None:
     """Recommend for one shopper with the served recommender: by shopper id, by recent items, by
@@ -108,7 +109,7 @@ def recommend(user: Optional[str] = typer.Option(None, "--user", "-u", help="a k
         return [i.strip() for i in text_list.split(",") if i.strip()] if text_list else []
 
     recommender = load_recommender(_params(params), tag, bundle)
-    table = recommender.recommend(user=user, items=ids(history), text=text, k=k, exclude=ids(exclude))
+    table = recommender.recommend(user=user, items=ids(history), text=text, k=k, exclude=ids(exclude), policy=policy)
     typer.echo(table.to_string(index=False))
 
 

@@ -228,6 +228,11 @@ class ServingParams(_Section):
     default_diversity: float = Field(ge=0, le=1)
     device: str
     added_items_dir: Path
+    token_file: Path
+    policy: Literal["greedy", "epsilon_greedy", "softmax"]
+    epsilon: float = Field(ge=0, le=1)
+    temperature: float = Field(gt=0)
+    explore_pool: int = Field(gt=0)
 
 
 class Params(_Section):

@@ -44,14 +44,20 @@ def append_added(folder: Path, new: AddedItems) -> AddedItems:
 
 
 def read_new_items(file: Path) -> pd.DataFrame:
-    """New products from a CSV or JSON-lines file: an `item` id per row, unique, and any of the
-    text fields; clear errors otherwise."""
+    """New products from a CSV or JSON-lines file, checked by new_items_table."""
     if not Path(file).is_file():
         raise DataSourceError(f"{file}: file not found")
     new = pd.read_json(file, lines=True) if str(file).endswith((".jsonl", ".json")) else pd.read_csv(file)
+    return new_items_table(new, str(file))
+
+
+def new_items_table(new: pd.DataFrame, source: str) -> pd.DataFrame:
+    """An `item` id per row, unique, and any of the text fields; clear errors otherwise."""
+    if new.empty:
+        raise DataSourceError(f"{source}: no products given")
     if "item" not in new or new["item"].isna().any():
-        raise DataSourceError(f"{file}: every row needs an `item` id (columns: {', '.join(COLUMNS)})")
-    new["item"] = new["item"].astype(str)
+        raise DataSourceError(f"{source}: every row needs an `item` id (columns: {', '.join(COLUMNS)})")
+    new = new.assign(item=new["item"].astype(str))
     if new["item"].duplicated().any():
-        raise DataSourceError(f"{file}: item ids repeat: {new.loc[new['item'].duplicated(), 'item'].tolist()[:5]}")
+        raise DataSourceError(f"{source}: item ids repeat: {new.loc[new['item'].duplicated(), 'item'].tolist()[:5]}")
     return new.reindex(columns=list(COLUMNS)).astype("string")

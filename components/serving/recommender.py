@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from torch.nn import functional as F
 
 from components.core.config import Params, ServingParams
 from components.core.device import select_device
@@ -31,12 +32,13 @@ from components.registry.bundle import SERVED, Bundle, headline
 from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
+from components.serving.policies import EPSILON_GREEDY, GREEDY, SOFTMAX, EpsilonGreedy, Greedy, Policy, Softmax
 from components.serving.popular_default import popular_diverse_default
 
 log = logging.getLogger(__name__)
 
 # how a list was made, by what the request gave
-BY_USER, BY_ITEMS, BY_TEXT, BY_NOTHING = "user", "items", "text", "popular"
+BY_USER, BY_ITEMS, BY_TEXT, BY_NOTHING, BY_ITEM = "user", "items", "text", "popular", "similar to item"
 
 
 class UnknownItems(InterestError):
@@ -65,10 +67,13 @@ class Recommender:
 
     def _rebuild(self) -> None:
         """Scorers and id lookup for the current catalogue (after loading or adding items)."""
-        scorers = [*baseline_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg),
-                   ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)]
+        model_scorer = ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)
+        scorers = [*baseline_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg), model_scorer]
         self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED)
         self._index = dict(zip(self.catalogue["item"], self.catalogue["item_idx"]))
+        self._by_idx = self.catalogue.set_index("item_idx")
+        # unit-length item representations of the model: item-to-item similarity, added items included
+        self._unit_items = F.normalize(model_scorer.items, dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ Scorer contract
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
@@ -89,9 +94,6 @@ class Recommender:
         """The evaluation's figures of this recommender (test, headline protocol)."""
         return headline(self.bundle.manifest)
 
-    def knows_user(self, user: str) -> bool:
-        return user in self._histories
-
     def item_indices(self, items: Sequence[str]) -> list[int]:
         unknown = [i for i in items if i not in self._index]
         if unknown:
@@ -105,35 +107,64 @@ class Recommender:
         return list(self._histories[user])
 
     # ------------------------------------------------------------------ answers
+    def policy(self, name: str | None = None) -> Policy:
+        """The slate policy by name (default serving.policy), with its settings from params."""
+        cfg = self.serving
+        name = name or cfg.policy
+        policies = {GREEDY: Greedy(), EPSILON_GREEDY: EpsilonGreedy(cfg.epsilon, cfg.explore_pool),
+                    SOFTMAX: Softmax(cfg.temperature, cfg.explore_pool)}
+        if name not in policies:
+            raise InterestError(f"unknown policy {name!r}: use one of {', '.join(policies)}")
+        return policies[name]
+
     def recommend(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
-                  k: int | None = None, exclude: Sequence[str] = ()) -> pd.DataFrame:
-        """Top-k items (item, title, score, position) for one shopper, known by one of: a shopper
-        id, recent item ids (oldest first), a free text; or by nothing (the diverse popular
-        default). Items in the history and in `exclude` are never returned."""
+                  k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
+                  rng: np.random.Generator | None = None) -> pd.DataFrame:
+        """k items (item, title, score, position, propensity, by) for one shopper, known by one
+        of: a shopper id, recent item ids (oldest first), a free text; or by nothing (the diverse
+        popular default). Items in the history and in `exclude` are never returned. The slate is
+        drawn by `policy` (default serving.policy); each item's propensity is the probability
+        that the policy showed it at its position."""
         given = [name for name, value in (("user", user), ("items", items), ("text", text)) if value]
         if len(given) > 1:
             raise InterestError(f"recommend by one of user, items or text, not {' and '.join(given)}")
         k = k or self.serving.top_k
         if k <= 0:
             raise InterestError(f"k must be a positive list length, got {k}")
+        draw = self.policy(policy)
         hidden = self.item_indices(list(exclude))
         if user:
             items = self.user_history(user)
         if items:
             history = self.item_indices(list(items))
-            scores, hidden, by = self.score([history])[0], hidden + history, BY_ITEMS if not user else BY_USER
+            scores, hidden, by = self.score([history])[0], hidden + history, BY_USER if user else BY_ITEMS
         elif text:
             scores, by = text_query_scores(self.model, self.encode_texts([text]))[0], BY_TEXT
         else:
             scores, by = self._popular_scores(k + len(hidden)), BY_NOTHING
+        return self._slate(scores, k, hidden, by, draw, rng)
+
+    def similar_items(self, item: str, k: int | None = None, exclude: Sequence[str] = ()) -> pd.DataFrame:
+        """The k items whose model representations are closest (cosine) to `item`'s: a catalogue
+        item or one added since training (through its text)."""
+        k = k or self.serving.top_k
+        if k <= 0:
+            raise InterestError(f"k must be a positive list length, got {k}")
+        idx = self.item_indices([item])[0]
+        return self._slate(self._unit_items @ self._unit_items[idx], k, [idx, *self.item_indices(list(exclude))],
+                           BY_ITEM, Greedy())
+
+    def _slate(self, scores: np.ndarray, k: int, hidden: Sequence[int], by: str, policy: Policy,
+               rng: np.random.Generator | None = None) -> pd.DataFrame:
+        """k items drawn by the policy, never a hidden one or the padding item, as the answer table."""
         scores = np.array(scores, dtype=np.float64)
-        scores[hidden] = -np.inf
-        scores[0] = -np.inf   # never the padding item
-        top = np.argsort(-scores[1:], kind="stable")[:k] + 1
-        top = top[np.isfinite(scores[top])]
-        rows = self.catalogue.set_index("item_idx").loc[top]
+        scores[list(hidden)] = -np.inf
+        scores[0] = -np.inf
+        slate = policy.draw(scores, k, rng or np.random.default_rng())
+        rows = self._by_idx.loc[slate.items]
         return pd.DataFrame({"item": rows["item"].to_numpy(), "title": rows["title"].to_numpy(),
-                             "score": scores[top].round(4), "position": np.arange(1, len(top) + 1), "by": by})
+                             "score": scores[slate.items].round(4), "position": np.arange(1, len(slate.items) + 1),
+                             "propensity": slate.propensities.round(6), "by": by, "policy": policy.name})
 
     def _popular_scores(self, k: int) -> np.ndarray:
         text = self.model.text.cpu().numpy()
@@ -194,13 +225,16 @@ def load_recommender(params: Params, tag: str | None = None, bundle_dir: Path | 
     return recommender
 
 
-def add_items_from_file(params: Params, file: Path) -> dict:
-    """Embed and index new products from a CSV or JSON-lines file (columns: item, title and any of
-    brand, categories, description): recommendable at once, with no retraining, and kept for
-    every later load of the Recommender."""
-    new = read_new_items(file)
-    recommender = load_recommender(params)
+def add_and_keep(params: Params, recommender: Recommender, new: pd.DataFrame) -> dict:
+    """New products (item, title and any of brand, categories, description) join the
+    recommender's catalogue at once, with no retraining, and are kept for every later load."""
     added = AddedItems(new, recommender.encode_items(new))
     rows = recommender.add_items(added)
     stored = append_added(params.path(params.serving.added_items_dir), added)
     return {"added": len(rows), "added_in_all": len(stored.items), "item_idx": rows["item_idx"].tolist()}
+
+
+def add_items_from_file(params: Params, file: Path) -> dict:
+    """`interest add-items`: the products of a CSV or JSON-lines file, into the served catalogue."""
+    new = read_new_items(file)
+    return add_and_keep(params, load_recommender(params), new)

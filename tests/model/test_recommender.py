@@ -77,3 +77,17 @@ def test_scores_are_the_fusion_of_the_bundled_scorers(served):
     scores = served.score(histories)
     assert scores.shape == (2, served.n_items + 1) and np.isneginf(scores[:, 0]).all()
     assert {s.name for s in served.fusion.scorers} == set(served.bundle.fusion_weights)
+
+
+def test_exploring_policies_keep_to_the_pool_and_log_their_propensities(served):
+    history = list(served.bundle.histories()["history"].iloc[0])
+    greedy = served.recommend(items=history, k=10)
+    assert greedy["policy"].iloc[0] == "greedy" and (greedy["propensity"] == 1).all()
+    pool = set(served.recommend(items=history, k=served.serving.explore_pool)["item"])
+    for name in ("epsilon_greedy", "softmax"):
+        a = served.recommend(items=history, k=10, policy=name, rng=np.random.default_rng(3))
+        b = served.recommend(items=history, k=10, policy=name, rng=np.random.default_rng(3))
+        assert a.equals(b) and set(a["item"]) <= pool and not set(a["item"]) & set(history)
+        assert ((a["propensity"] > 0) & (a["propensity"] <= 1)).all() and a["item"].is_unique
+    with pytest.raises(InterestError, match="unknown policy"):
+        served.recommend(items=history, policy="thompson-without-feedback")

@@ -1,0 +1,58 @@
+"""Every policy's propensities are the probabilities it actually draws with: checked against
+empirical frequencies over many seeded draws, at the first position and given the first item."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from components.serving.policies import EpsilonGreedy, Greedy, Softmax, Thompson, candidates, prob_highest
+
+SCORES = np.array([-np.inf, 2.0, 1.5, 1.4, 0.3, -0.5, -np.inf, 0.9])   # 0 = padding, 6 = hidden
+DRAWS = 6000
+POLICIES = {
+    "epsilon_greedy": EpsilonGreedy(epsilon=0.3, pool=5),
+    "softmax": Softmax(temperature=0.7, pool=5),
+    "thompson": Thompson(clicks=np.array([0, 9, 3, 1, 4, 0, 0, 2]), shows=np.array([0, 30, 20, 5, 12, 3, 0, 10]),
+                         prior_clicks=1.0, prior_misses=1.0, pool=5, grid=1024),
+}
+
+
+def close(frequency: float, probability: float, n: int) -> bool:
+    """Within 4.5 binomial standard errors (plus the quadrature's slack)."""
+    return abs(frequency - probability) <= 4.5 * np.sqrt(probability * (1 - probability) / n) + 2e-3
+
+
+def test_candidates_are_the_pool_best_finite_scores():
+    assert candidates(SCORES, 4).tolist() == [1, 2, 3, 7]
+
+
+def test_greedy_shows_the_best_with_certainty():
+    slate = Greedy().draw(SCORES, 3, np.random.default_rng(0))
+    assert slate.items.tolist() == [1, 2, 3] and slate.propensities.tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_propensities_match_empirical_frequencies(name):
+    policy, rng = POLICIES[name], np.random.default_rng(7)
+    slates = [policy.draw(SCORES, 3, rng) for _ in range(DRAWS)]
+    assert all(set(s.items) <= {1, 2, 3, 4, 7} and len(set(s.items)) == 3 for s in slates)   # pool, no repeats
+    recorded: dict[tuple, float] = {}
+    for s in slates:
+        for p in range(3):
+            key = (tuple(s.items[:p]), int(s.items[p]))
+            assert recorded.setdefault(key, s.propensities[p]) == pytest.approx(s.propensities[p])  # one value a case
+    first = Counter(int(s.items[0]) for s in slates)
+    for item, count in first.items():
+        assert close(count / DRAWS, recorded[((), item)], DRAWS), (item, count / DRAWS, recorded[((), item)])
+    after_best = [s for s in slates if s.items[0] == 1]
+    second = Counter(int(s.items[1]) for s in after_best)
+    for item, count in second.items():
+        assert close(count / len(after_best), recorded[((1,), item)], len(after_best))
+    assert sum(recorded[((), i)] for i in first) == pytest.approx(1.0, abs=1e-6) or len(first) < 5
+
+
+def test_probability_of_being_highest_sums_to_one_and_orders_by_mean():
+    p = prob_highest(np.array([10.0, 2.0, 2.0]), np.array([2.0, 10.0, 10.0]), grid=2048)
+    assert p.sum() == pytest.approx(1.0) and p[0] > 0.99 and p[1] == pytest.approx(p[2])
