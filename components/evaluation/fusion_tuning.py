@@ -9,7 +9,7 @@ import numpy as np
 from components.core.batching import batch_slices
 from components.core.config import FusionParams
 from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks
-from components.models.fusion import FusionScorer, fuse, zscore_rows
+from components.models.fusion import FusionScorer, fuse, known_items, zscore_rows
 from components.models.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -20,13 +20,14 @@ def candidates_ndcg(scorers: Sequence[Scorer], candidates: Sequence[tuple[float,
                     batch_size: int) -> np.ndarray:
     """Mean NDCG@k of every candidate weight vector, in one pass: each scorer runs once per batch."""
     active = [any(c[i] for c in candidates) for i in range(len(scorers))]
+    known = [known_items(s) for s in scorers]
     totals = np.zeros(len(candidates))
     metric = f"ndcg@{cfg.metric_k}"
     for chunk in batch_slices(len(histories), batch_size):
         hist, tgt = histories[chunk], targets[chunk]
         normalised = [zscore_rows(s.score(hist)) if on else None for s, on in zip(scorers, active)]
         for c, weights in enumerate(candidates):
-            fused = apply_protocol(fuse(normalised, weights), hist, tgt, cfg.protocol)
+            fused = apply_protocol(fuse(normalised, weights, known), hist, tgt, cfg.protocol)
             totals[c] += case_metrics(target_ranks(fused, tgt), [cfg.metric_k])[metric].sum()
     return totals / len(histories)
 

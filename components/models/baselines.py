@@ -55,6 +55,7 @@ class PopularityScorer:
 
     def __init__(self, counts: np.ndarray):
         self._row = _with_padding_excluded(np.asarray(counts, dtype=np.float32)[None, :])
+        self.known = np.asarray(counts) > 0   # items with interactions (fusion: see models.fusion.fuse)
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         return np.repeat(self._row, len(histories), axis=0)
@@ -98,9 +99,10 @@ class ItemKnnScorer:
 
     name = "item_knn"
 
-    def __init__(self, similarity: sp.csr_matrix, recency_decay: float):
+    def __init__(self, similarity: sp.csr_matrix, recency_decay: float, known: np.ndarray | None = None):
         self._similarity = similarity.astype(np.float32)
         self._decay = recency_decay
+        self.known = known    # items with interactions, when the fit says (fusion: see models.fusion.fuse)
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         weights = history_matrix(histories, self._similarity.shape[0], self._decay).astype(np.float32)
@@ -146,6 +148,6 @@ def baseline_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesPar
     """Popularity, item-kNN and text similarity, in this order (the fusion's sum follows it)."""
     return [
         PopularityScorer(fit.counts),
-        ItemKnnScorer(fit.similarity, cfg.item_knn.recency_decay),
+        ItemKnnScorer(fit.similarity, cfg.item_knn.recency_decay, fit.counts > 0),
         TextSimilarityScorer(embeddings, cfg.text.recency_decay),
     ]

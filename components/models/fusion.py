@@ -35,9 +35,25 @@ def zscore_rows(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float]) -> np.ndarray:
-    """Weighted sum of z-scored matrices (None where the weight is 0); padding at -inf."""
-    total = sum(w * z for w, z in zip(weights, normalised) if w)
+def known_items(scorer: Scorer) -> np.ndarray | None:
+    """[n_items + 1] bool: the items a scorer can score (None: every item). Popularity and
+    item-kNN know only items with interactions; their score for the others is no evidence."""
+    return getattr(scorer, "known", None)
+
+
+def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float],
+         known: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+    """Weighted sum of z-scored matrices (None where the weight is 0); padding at -inf.
+
+    An item only some scorers can score (a new product: no interactions yet) is fused over those
+    scorers alone, rescaled to the full weight, so the others' silence is not a penalty. Items
+    every weighted scorer knows get exactly the plain weighted sum."""
+    known = list(known) if known is not None else [None] * len(weights)
+    total = sum(w * (z if k is None else z * k) for w, z, k in zip(weights, normalised, known) if w)
+    if any(k is not None for w, k in zip(weights, known) if w):
+        full = sum(w for w in weights if w)
+        coverage = sum(w * (1.0 if k is None else k) for w, k in zip(weights, known) if w)
+        total = total * (full / np.maximum(coverage, 1e-12)).astype(np.float32)
     total[:, PAD] = -np.inf
     return total
 
@@ -66,4 +82,5 @@ class FusionScorer:
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         return fuse([zscore_rows(s.score(histories)) if w else None
-                     for s, w in zip(self.scorers, self.weights)], self.weights)
+                     for s, w in zip(self.scorers, self.weights)], self.weights,
+                    [known_items(s) for s in self.scorers])

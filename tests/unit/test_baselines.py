@@ -77,3 +77,17 @@ def test_text_similarity_profile_weighs_recent_items_more():
     assert scores[1, 1:].tolist() == [0, 0, 0] and np.isneginf(scores[:, 0]).all()   # no history: no preference
     repeated = np.array([1.5, 0.25]) / np.linalg.norm([1.5, 0.25])    # item 1 twice sums 1 + 0.5
     np.testing.assert_allclose(scores[2, 1:], emb[1:] @ repeated, atol=1e-6)
+
+
+def test_fusion_does_not_penalise_items_a_scorer_cannot_score():
+    """Item 3 has no interactions: popularity cannot score it, so it is fused over the other
+    scorer alone, rescaled to the full weight; items both know get the plain weighted sum."""
+    pop = PopularityScorer(np.array([0, 5, 1, 0, 2]))
+    assert pop.known.tolist() == [False, True, True, False, True]
+    content = PopularityScorer(np.array([0, 1, 2, 9, 3]))
+    content.known = None                                  # stands for a scorer that knows every item
+    z_pop, z_content = zscore_rows(pop.score([[1]])), zscore_rows(content.score([[1]]))
+    fused = FusionScorer([pop, content], [0.5, 1.0]).score([[1]])[0]
+    for item in (1, 2, 4):
+        assert fused[item] == pytest.approx(0.5 * z_pop[0, item] + z_content[0, item])
+    assert fused[3] == pytest.approx(1.5 * z_content[0, 3])   # not 0.5 * (a zero count's low z)
