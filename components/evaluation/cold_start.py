@@ -9,12 +9,14 @@ import pandas as pd
 
 from components.core.batching import batch_slices
 from components.core.config import Params
-from components.core.io import write_json
-from components.data.split import load_split
+from components.core.errors import InterestError
+from components.core.io import read_json, write_json
+from components.data.split import Split, known_before, load_split
 from components.evaluation.metrics import ranking_summary, target_ranks
 from components.features.embeddings import load_item_embeddings
-from components.models.baselines import PopularityScorer, TextSimilarityScorer, train_counts
+from components.models.baselines import PopularityScorer, TextSimilarityScorer, fit_baselines, train_counts
 from components.models.checkpoint import cold_model_path, load_checkpoint, model_path
+from components.models.fusion import FUSION_NAME, FusionScorer, fused_scorers
 from components.models.model_scorer import (
     COLD_MODEL_SCORER_NAME,
     MODEL_SCORER_NAME,
@@ -33,7 +35,7 @@ PROTOCOL = (
     "at most coldstart.max_warm_drop (relative)."
 )
 K = 10
-BEFORE, AFTER = MODEL_SCORER_NAME, COLD_MODEL_SCORER_NAME
+BEFORE, AFTER, SERVED = MODEL_SCORER_NAME, COLD_MODEL_SCORER_NAME, FUSION_NAME
 
 
 def _summary(score: Callable[[Sequence], np.ndarray], inputs: Sequence, targets: np.ndarray,
@@ -52,6 +54,7 @@ def evaluate_cold_start(params: Params) -> dict:
     scorers = {"popularity": PopularityScorer(train_counts(split)),
                "text_similarity": TextSimilarityScorer(emb, params.baselines.text.recency_decay),
                **{name: ModelScorer(m, name=name, batch_size=batch) for name, m in models.items()}}
+    scorers[SERVED] = served_fusion(params, split, emb, scorers[AFTER])
     test = split.cases[split.cases["split"] == "test"]
     results: dict = {"protocol": PROTOCOL, "cases": {}}
     for subset, cold in (("cold_items", True), ("warm_items", False)):
@@ -94,6 +97,8 @@ def cold_start_checks(results: dict, max_warm_drop: float) -> dict:
         "cold_recall_at_least_half_warm": cold[AFTER][r] >= 0.5 * warm[AFTER][r],
         "cold_over_text_similarity_recall": round(cold[AFTER][r] / text_cold, 4) if text_cold else None,
         "cold_recall_at_least_3x_text_similarity": cold[AFTER][r] >= 3 * text_cold,
+        "served_cold_over_warm_recall": round(cold[SERVED][r] / warm[SERVED][r], 4) if warm[SERVED][r] else None,
+        "served_cold_recall_at_least_half_warm": cold[SERVED][r] >= 0.5 * warm[SERVED][r],
     }
 
 
@@ -101,6 +106,17 @@ def history_plot_rows(results: dict) -> pd.DataFrame:
     rows = [{"history": k, "model": name, f"ndcg@{K}": m[f"ndcg@{K}"]}
             for k, by_model in results["new_shoppers_by_history_length"].items() for name, m in by_model.items()]
     return pd.DataFrame(rows)
+
+
+def served_fusion(params: Params, split: Split, embeddings: np.ndarray, model: ModelScorer) -> FusionScorer:
+    """The recommender the bundle serves: the fusion with the weights the evaluation tuned on valid,
+    its baselines fitted on what is known when the test cases are scored."""
+    ranking = params.path(params.evaluate.metrics_file)
+    if not ranking.is_file():
+        raise InterestError(f"no {ranking}: the served fusion's weights come from `interest evaluate`; run it first")
+    fit = fit_baselines(params.baselines, known_before(split, "test"))
+    return FusionScorer.from_weights(fused_scorers(fit, embeddings, params.baselines, model),
+                                     read_json(ranking)["fusion_weights"], SERVED)
 
 
 def truncate_histories(histories: Sequence[Sequence[int]], k: int) -> list[list[int]]:

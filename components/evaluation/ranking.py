@@ -33,9 +33,9 @@ from components.evaluation.metrics import (
 )
 from components.evaluation.report import report_html
 from components.features.embeddings import load_item_embeddings
-from components.models.baselines import PopularityScorer, baseline_scorers, fit_baselines, train_counts
+from components.models.baselines import PopularityScorer, fit_baselines, train_counts
 from components.models.checkpoint import cold_model_path
-from components.models.fusion import FusionScorer
+from components.models.fusion import FusionScorer, fused_scorers
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME, load_model_scorer
 from components.models.scorer import Scorer
 
@@ -65,8 +65,8 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[
     """
     trained = load_model_scorer(params)
     served = load_model_scorer(params, cold_model_path(params), COLD_MODEL_SCORER_NAME)
-    fused = {name: [*baseline_scorers(fit_baselines(params.baselines, known_before(split, name)), embeddings,
-                                      params.baselines), served]
+    fused = {name: fused_scorers(fit_baselines(params.baselines, known_before(split, name)), embeddings,
+                                 params.baselines, served)
              for name in CASE_SPLITS}
     valid = split.cases[split.cases["split"] == "valid"]
     weights = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(), params.fusion,

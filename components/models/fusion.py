@@ -10,7 +10,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from components.core.config import BaselinesParams
 from components.data.split import PAD
+from components.models.baselines import BaselineFit, baseline_scorers
 from components.models.scorer import Scorer
 
 
@@ -58,17 +60,20 @@ def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float],
     return total
 
 
+FUSION_NAME = "fusion"
+
+
 class FusionScorer:
     """Weighted sum of z-scored scorers; scorers with weight 0 are not even called."""
 
-    def __init__(self, scorers: Sequence[Scorer], weights: Sequence[float], name: str = "fusion"):
+    def __init__(self, scorers: Sequence[Scorer], weights: Sequence[float], name: str = FUSION_NAME):
         if len(scorers) != len(weights) or not any(weights):
             raise ValueError("fusion needs one weight per scorer and at least one non-zero weight")
         self.scorers, self.weights, self.name = tuple(scorers), tuple(float(w) for w in weights), name
 
     @classmethod
     def from_weights(cls, scorers: Sequence[Scorer], weight_by_name: Mapping[str, float],
-                     name: str = "fusion") -> "FusionScorer":
+                     name: str = FUSION_NAME) -> "FusionScorer":
         """The fusion of `scorers`, in their order, with the weights recorded by name."""
         missing = [s.name for s in scorers if s.name not in weight_by_name]
         if missing or len(weight_by_name) != len(scorers):
@@ -84,3 +89,9 @@ class FusionScorer:
         return fuse([zscore_rows(s.score(histories)) if w else None
                      for s, w in zip(self.scorers, self.weights)], self.weights,
                     [known_items(s) for s in self.scorers])
+
+
+def fused_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesParams, model: Scorer) -> list[Scorer]:
+    """What the served fusion combines, in its order: the baselines fitted on `fit`, then the model.
+    The evaluation, the cold-start evaluation and the Recommender all build it here."""
+    return [*baseline_scorers(fit, embeddings, cfg), model]

@@ -32,10 +32,11 @@ from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, PR
 from components.features.embeddings import TextEncoderSettings
 from components.models.baselines import BaselineFit, fit_baselines
 from components.models.checkpoint import cold_model_path
+from components.models.fusion import FUSION_NAME
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME
 
 BUNDLE_FORMAT = 1
-SERVED = "fusion"   # the recommender the bundle serves: the evaluation's fusion of the models below
+SERVED = FUSION_NAME   # the recommender the bundle serves: the evaluation's fusion of the models below
 ITEM_TEXT_FIELDS = ("title", "brand", "categories", "description")
 FILES = {"checkpoint": "checkpoint.pt", "catalogue": "catalogue.parquet", "counts": "counts.npy",
          "item_knn": "item_knn.npz", "histories": "histories.parquet", "manifest": "bundle.json"}

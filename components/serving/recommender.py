@@ -23,9 +23,9 @@ from components.core.device import select_device
 from components.core.errors import InterestError
 from components.features.embeddings import TextEncoderSettings, item_texts
 from components.features.text_encoder import TextEncoder, load_text_encoder
-from components.models.baselines import BaselineFit, baseline_scorers
+from components.models.baselines import BaselineFit
 from components.models.checkpoint import load_checkpoint
-from components.models.fusion import FusionScorer
+from components.models.fusion import FusionScorer, fused_scorers
 from components.models.interest_model import InterestModel, extend_catalogue
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer, text_query_scores
 from components.registry.bundle import SERVED, Bundle, headline
@@ -68,7 +68,7 @@ class Recommender:
     def _rebuild(self) -> None:
         """Scorers and id lookup for the current catalogue (after loading or adding items)."""
         model_scorer = ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)
-        scorers = [*baseline_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg), model_scorer]
+        scorers = fused_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg, model_scorer)
         self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED)
         self._index = dict(zip(self.catalogue["item"], self.catalogue["item_idx"]))
         self._by_idx = self.catalogue.set_index("item_idx")

@@ -107,7 +107,13 @@ def test_cold_start_evaluation_reports_every_setting(trained):
     results = read_json(trained.path(trained.coldstart.metrics_file))
     assert results["cases"]["cold_items"] > 0
     for subset in ("cold_items", "warm_items"):
-        assert {"popularity", "text_similarity", "interest_model", "interest_model_cold"} == set(results[subset])
+        assert {"popularity", "text_similarity", "interest_model", "interest_model_cold", "fusion"} == set(results[subset])
     assert set(results["new_shoppers_by_history_length"]) == {"0", "1", "2", "3", "full"}
     assert results["cold_items"]["popularity"]["recall@10"] == 0.0  # by construction, not a result
     assert "warm_drop_within_budget" in results["checks"]
+    ranking = read_json(trained.path(trained.evaluate.metrics_file))["unmasked"]   # the served fusion, as evaluated
+    for subset, same in (("cold_items", "test_cold"), ("warm_items", "test_warm")):
+        one_case = 1 / results["cases"][subset]   # scored in other batches: a float near-tie may flip one case
+        for metric in ("recall@10", "ndcg@10"):
+            assert results[subset]["fusion"][metric] == pytest.approx(ranking[same]["fusion"][metric], abs=one_case)
+    assert "served_cold_over_warm_recall" in results["checks"]
