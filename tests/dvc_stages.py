@@ -58,7 +58,7 @@ def unlisted_locations(stage: dict, reads: list[str], params: Params) -> list[st
     listed = {p.replace("${data.mirror_dir}", str(params.data.mirror_dir))
               for key in ("deps", "outs", "metrics", "plots") for p in _paths(stage.get(key, []))}
     problems = []
-    for key in sorted(set(reads) & file_location_keys() - UNTRACKED_LOCATIONS - {"root"}):
+    for key in sorted(set(reads) & file_location_keys() - UNTRACKED_LOCATIONS):
         section, *rest = key.split(".")
         value = getattr(params, "validation" if section == "validate" else section)
         for name in rest:

@@ -21,7 +21,6 @@ from components.models.model_scorer import (
     COLD_MODEL_SCORER_NAME,
     MODEL_SCORER_NAME,
     ModelScorer,
-    text_query_scores,
 )
 
 log = logging.getLogger(__name__)
@@ -71,8 +70,7 @@ def evaluate_cold_start(params: Params) -> dict:
             by_k["0"] = {
                 "popularity": _summary(scorers["popularity"].score, hist, tgt, batch),
                 "text_similarity": _summary(scorers["text_similarity"].score, [[h[0]] for h in hist], tgt, batch),
-                **{name: _summary(lambda q, m=m: text_query_scores(m, q), queries, tgt, batch)
-                   for name, m in models.items()},
+                **{name: _summary(scorers[name].score_texts, queries, tgt, batch) for name in models},
             }
         else:
             cut = truncate_histories(hist, k)

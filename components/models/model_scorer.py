@@ -37,15 +37,12 @@ class ModelScorer:
             out.append(self.model.score_last(seqs, self.items).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.cfg.n_items + 1), np.float32)
 
-
-def text_query_scores(model: InterestModel, query_text: np.ndarray) -> np.ndarray:
-    """[Q, n_items + 1] catalogue scores for shoppers known only by a text: each query's encoder
-    embedding [Q, text_dim] goes through the model's text path as a one-item history."""
-    model.eval()
-    with torch.inference_mode():
-        items = model.item_representations()
-        q = torch.as_tensor(query_text, dtype=torch.float32, device=items.device)
-        return model.score_text_queries(q, items).float().cpu().numpy()
+    def score_texts(self, query_text: np.ndarray) -> np.ndarray:
+        """[Q, n_items + 1] catalogue scores for shoppers known only by a text: each query's encoder
+        embedding [Q, text_dim] goes through the model's text path as a one-item history."""
+        with torch.inference_mode():
+            q = torch.as_tensor(query_text, dtype=torch.float32, device=self.items.device)
+            return self.model.score_text_queries(q, self.items).float().cpu().numpy()
 
 
 def load_model_scorer(params: Params, path: Path | None = None, name: str = MODEL_SCORER_NAME) -> ModelScorer:

@@ -126,7 +126,7 @@ class Thompson:
         while alive.any() and len(items) < k:
             live = np.flatnonzero(alive)
             pick = live[int(np.argmax(rng.beta(alpha[live], beta[live])))]
-            key = (tuple(pool[live]), tuple(alpha[live]), tuple(beta[live]))
+            key = tuple(pool[live])   # the posteriors are fixed per instance: the items decide
             if key not in self._memo:
                 if len(self._memo) >= MEMO_ENTRIES:
                     self._memo.clear()

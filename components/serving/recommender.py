@@ -27,7 +27,7 @@ from components.models.baselines import BaselineFit
 from components.models.checkpoint import load_checkpoint
 from components.models.fusion import FusionScorer, fused_scorers
 from components.models.interest_model import InterestModel, extend_catalogue
-from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer, text_query_scores
+from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer
 from components.registry.bundle import SERVED, Bundle, headline
 from components.registry.promotion import production_tag
 from components.registry.store import registered
@@ -67,7 +67,7 @@ class Recommender:
 
     def _rebuild(self) -> None:
         """Scorers and id lookup for the current catalogue (after loading or adding items)."""
-        model_scorer = ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)
+        model_scorer = self._model_scorer = ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)
         scorers = fused_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg, model_scorer)
         self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED)
         self._index = dict(zip(self.catalogue["item"], self.catalogue["item_idx"]))
@@ -139,7 +139,7 @@ class Recommender:
             history = self.item_indices(list(items))
             scores, hidden, by = self.score([history])[0], hidden + history, BY_USER if user else BY_ITEMS
         elif text:
-            scores, by = text_query_scores(self.model, self.encode_texts([text]))[0], BY_TEXT
+            scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
         else:
             scores, by = self._popular_scores(k + len(hidden)), BY_NOTHING
         return self._slate(scores, k, hidden, by, draw, rng)
