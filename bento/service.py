@@ -1,8 +1,9 @@
-"""The interest service the shop's front end calls: a thin BentoML layer over the one Recommender.
+"""The interest service the shop's front end calls: a thin BentoML layer over
+components.serving.app.ServingApp, which does the work (arms, hot swap, feedback store).
 
-It loads, once, the production version of the registered recommender (else the latest, or
-$INTEREST_MODEL_TAG) with the products added so far, and turns requests into its calls and its
-answers into JSON. No ranking logic lives here: the scores are the evaluation's own.
+It serves the production version of the registered recommender (else the latest, or
+$INTEREST_MODEL_TAG), with the products added so far. Request and answer types are pydantic, so
+they are checked on arrival and documented in the OpenAPI page at /docs.
 
     bentoml serve bento.service:InterestService        # or: make serve
 """
@@ -12,20 +13,23 @@ import os
 from contextlib import contextmanager
 from http import HTTPStatus
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import bentoml
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from components.core.config import load_params
 from components.core.errors import InterestError
+from components.feedback.events import EVENT_KINDS
 from components.serving.auth import authorised, service_token
+from components.serving.request_guard import RequestGuard
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-PARAMS_ENV, TAG_ENV = "INTEREST_PARAMS", "INTEREST_MODEL_TAG"
-MAX_LIST = 1_000    # item ids a request may name (history or exclusions)
-MAX_TEXT = 2_000    # characters of a text query
-MAX_K = 1_000
+TAG_ENV = "INTEREST_MODEL_TAG"
+PARAMS = load_params(os.environ.get("INTEREST_PARAMS") or PROJECT_DIR / "params.yaml")
+LIMITS = PARAMS.serving
+ID = Field(min_length=1, max_length=200)
 
 
 class RecommendedItem(BaseModel):
@@ -37,24 +41,50 @@ class RecommendedItem(BaseModel):
 
 
 class Recommendations(BaseModel):
+    request_id: str = Field(description="name it in feedback events about this list")
     model_tag: str = Field(description="the registered version that answered")
+    arm: str = Field(description="the A/B arm of this shopper (serving.arms)")
     by: str = Field(description="what the list was made from: user, items, text, popular or similar to item")
     policy: str = Field(description="how the list was drawn from the scores")
+    from_session: bool = Field(description="the session's earlier list, repeated (serving.session_ttl_seconds)")
     items: list[RecommendedItem]
 
 
 class NewProduct(BaseModel):
-    item: str = Field(min_length=1, max_length=200)
-    title: str | None = Field(None, max_length=MAX_TEXT)
-    brand: str | None = Field(None, max_length=MAX_TEXT)
-    categories: str | None = Field(None, max_length=MAX_TEXT)
-    description: str | None = Field(None, max_length=MAX_TEXT)
+    item: str = ID
+    title: str | None = Field(None, max_length=LIMITS.max_text)
+    brand: str | None = Field(None, max_length=LIMITS.max_text)
+    categories: str | None = Field(None, max_length=LIMITS.max_text)
+    description: str | None = Field(None, max_length=LIMITS.max_text)
 
 
 class AddedProducts(BaseModel):
     model_tag: str
     added: int
     added_in_all: int = Field(description="products added since training, kept across restarts")
+
+
+class FeedbackEvent(BaseModel):
+    event_id: str = Field(min_length=1, max_length=200, description="the client's id: resending an event stores it once")
+    kind: Literal[EVENT_KINDS]  # type: ignore[valid-type]
+    user: str = Field(min_length=1, max_length=200, description="the shop's shopper id (pseudonymised on arrival)")
+    item: str = ID
+    request_id: str | None = Field(None, max_length=200, description="the recommend answer this event reacts to")
+    at: float | None = Field(None, allow_inf_nan=False, description="when it happened, unix seconds")
+    rating: float | None = Field(None, allow_inf_nan=False)
+    text: str | None = Field(None, max_length=LIMITS.max_text, description="review text")
+
+
+class FeedbackStored(BaseModel):
+    stored: int = Field(description="events committed now")
+    duplicates: int = Field(description="events already stored (same event_id): not stored again")
+
+
+class Arm(BaseModel):
+    name: str
+    share: float
+    model_tag: str
+    policy: str
 
 
 class ModelInfo(BaseModel):
@@ -64,74 +94,80 @@ class ModelInfo(BaseModel):
     catalogue_items: int
     known_shoppers: int
     test_metrics: dict[str, float] = Field(description="the evaluation's figures of this recommender (test, unmasked)")
+    arms: list[Arm]
+    feedback_events: int
 
 
 @contextmanager
 def _as_bad_request() -> Iterator[None]:
-    """The Recommender's errors (unknown ids, shoppers, bad combinations) are the client's: 400."""
+    """The app's errors (unknown ids, shoppers, bad combinations) are the client's: 400."""
     try:
         yield
     except InterestError as exc:
         raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
-def _answer(tag: str, table: pd.DataFrame) -> Recommendations:
-    return Recommendations(
-        model_tag=tag, by=str(table["by"].iloc[0]) if len(table) else "",
-        policy=str(table["policy"].iloc[0]) if len(table) else "",
-        items=[RecommendedItem(item=r.item, title=None if pd.isna(r.title) else str(r.title),
-                               score=float(r.score), position=int(r.position), propensity=float(r.propensity))
-               for r in table.itertuples(index=False)])
-
-
 @bentoml.service(name="interest", traffic={"timeout": 30}, endpoints={"livez": "/livez", "readyz": "/readyz"})
 class InterestService:
     def __init__(self) -> None:
-        from components.core.config import load_params
         from components.core.log import configure_logging
-        from components.serving.recommender import load_recommender
+        from components.serving.app import ServingApp
 
         configure_logging()
-        self.params = load_params(os.environ.get(PARAMS_ENV) or PROJECT_DIR / "params.yaml")
-        self.recommender = load_recommender(self.params, os.environ.get(TAG_ENV) or None)
-        self.token = service_token(self.params.path(self.params.serving.token_file))
+        self.app = ServingApp(PARAMS, os.environ.get(TAG_ENV) or None)
+        self.token = service_token(PARAMS.path(PARAMS.serving.token_file))
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.app.close()
 
     @bentoml.api
-    def recommend(self, user: str | None = Field(None, max_length=200, description="a known shopper's id"),
-                  items: list[str] | None = Field(None, max_length=MAX_LIST, description="recent item ids, oldest first"),
-                  text: str | None = Field(None, max_length=MAX_TEXT, description="a statement of interests"),
-                  k: int | None = Field(None, gt=0, le=MAX_K, description="list length (default serving.top_k)"),
-                  exclude: list[str] | None = Field(None, max_length=MAX_LIST, description="item ids never to show"),
-                  policy: str | None = Field(None, max_length=40, description=(
-                      "greedy, epsilon_greedy or softmax (default serving.policy)")),
+    def recommend(self, user: str | None = Field(None, min_length=1, max_length=200, description="the shop's shopper id"),
+                  items: list[str] | None = Field(None, max_length=LIMITS.max_list, description="recent item ids, oldest first"),
+                  text: str | None = Field(None, max_length=LIMITS.max_text, description="a statement of interests"),
+                  k: int | None = Field(None, gt=0, le=LIMITS.max_k, description="list length (default serving.top_k)"),
+                  exclude: list[str] | None = Field(None, max_length=LIMITS.max_list, description="item ids never to show"),
+                  policy: Literal["greedy", "epsilon_greedy", "softmax"] | None = Field(
+                      None, description="how to draw the list (default: the arm's, else serving.policy)"),
+                  session_id: str | None = Field(None, min_length=1, max_length=200, description=(
+                      "the same session gets the same list for serving.session_ttl_seconds, unless it sent feedback")),
+                  hide_history: bool = Field(True, description="never show items of the history (off: the evaluation's protocol)"),
                   ) -> Recommendations:
         """k products for one shopper, by shopper id, recent items, text, or nothing (popular)."""
         with _as_bad_request():
-            return _answer(self.recommender.tag, self.recommender.recommend(
-                user=user, items=items or [], text=text, k=k, exclude=exclude or [], policy=policy))
+            return Recommendations(**self.app.recommend(
+                user=user, items=items or [], text=text, k=k, exclude=exclude or [], policy=policy,
+                session_id=session_id, hide_history=hide_history))
 
     @bentoml.api
-    def similar_items(self, item: str = Field(max_length=200, description="a catalogue or added item id"),
-                      k: int | None = Field(None, gt=0, le=MAX_K, description="list length (default serving.top_k)"),
-                      exclude: list[str] | None = Field(None, max_length=MAX_LIST, description="item ids never to show"),
+    def similar_items(self, item: str = Field(min_length=1, max_length=200, description="a catalogue or added item id"),
+                      k: int | None = Field(None, gt=0, le=LIMITS.max_k, description="list length (default serving.top_k)"),
+                      exclude: list[str] | None = Field(None, max_length=LIMITS.max_list, description="item ids never to show"),
                       ) -> Recommendations:
         """The items the model represents closest to `item` (products added since training too)."""
         with _as_bad_request():
-            return _answer(self.recommender.tag, self.recommender.similar_items(item, k, exclude or []))
+            return Recommendations(**self.app.similar_items(item, k, exclude or []))
 
     @bentoml.api
-    def add_items(self, ctx: bentoml.Context,
-                  products: list[NewProduct] = Field(min_length=1, max_length=MAX_LIST)) -> AddedProducts:
-        """New products, recommendable at once through their text (no retraining). Needs the
+    def feedback(self, ctx: bentoml.Context,
+                 events: list[FeedbackEvent] = Field(min_length=1, max_length=LIMITS.max_list)) -> FeedbackStored:
+        """What shoppers did: impressions, clicks, add_to_cart, purchases, ratings, reviews. Stored
+        (all or none) before the answer; resending an event_id stores nothing twice. Needs the
         service token: `Authorization: Bearer <token>`."""
-        from components.serving.added_items import new_items_table
-        from components.serving.recommender import add_and_keep
+        from components.serving.app import FeedbackInput
 
         self._authorise(ctx)
         with _as_bad_request():
-            new = new_items_table(pd.DataFrame([p.model_dump() for p in products]), "add_items")
-            added = add_and_keep(self.params, self.recommender, new)
-        return AddedProducts(model_tag=self.recommender.tag, added=added["added"], added_in_all=added["added_in_all"])
+            return FeedbackStored(**self.app.feedback([FeedbackInput(**e.model_dump()) for e in events]))
+
+    @bentoml.api
+    def add_items(self, ctx: bentoml.Context,
+                  products: list[NewProduct] = Field(min_length=1, max_length=LIMITS.max_list)) -> AddedProducts:
+        """New products, recommendable at once through their text (no retraining). Needs the
+        service token: `Authorization: Bearer <token>`."""
+        self._authorise(ctx)
+        with _as_bad_request():
+            return AddedProducts(**self.app.add_items(pd.DataFrame([p.model_dump() for p in products])))
 
     def _authorise(self, ctx: bentoml.Context) -> None:
         if not authorised(ctx.request.headers.get("authorization"), self.token):
@@ -140,8 +176,8 @@ class InterestService:
 
     @bentoml.api
     def model_info(self) -> ModelInfo:
-        """Which registered version answers, and the figures the evaluation measured for it."""
-        manifest = self.recommender.bundle.manifest
-        return ModelInfo(model_tag=self.recommender.tag, served=manifest["served"], dataset=manifest["dataset"],
-                         catalogue_items=self.recommender.n_items, known_shoppers=self.recommender.n_shoppers,
-                         test_metrics=self.recommender.figures)
+        """Which registered version answers (per A/B arm), and the figures the evaluation measured for it."""
+        return ModelInfo(**self.app.info())
+
+
+InterestService.add_asgi_middleware(RequestGuard, max_body_bytes=LIMITS.max_body_bytes)

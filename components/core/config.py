@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from components.core.errors import ConfigError
 
@@ -222,6 +222,13 @@ class ColdStartParams(_Section):
     plot_file: Path
 
 
+class ArmParams(_Section):
+    name: str = Field(min_length=1)
+    share: float = Field(gt=0, le=1)
+    tag: str | None = None      # a registered version; none = the production one (hot-swapped)
+    policy: Literal["greedy", "epsilon_greedy", "softmax"] | None = None   # none = serving.policy
+
+
 class ServingParams(_Section):
     top_k: int = Field(gt=0)
     default_pool: int = Field(gt=0)
@@ -233,6 +240,24 @@ class ServingParams(_Section):
     epsilon: float = Field(ge=0, le=1)
     temperature: float = Field(gt=0)
     explore_pool: int = Field(gt=0)
+    personalisation: float = Field(ge=0, le=1)
+    thin_history: int = Field(ge=0)
+    session_ttl_seconds: float = Field(ge=0)
+    arms: tuple[ArmParams, ...] = Field(min_length=1)
+    swap_poll_seconds: float = Field(gt=0)
+    store_url: str
+    slate_flush_seconds: float = Field(gt=0)
+    max_list: int = Field(gt=0)
+    max_text: int = Field(gt=0)
+    max_k: int = Field(gt=0)
+    max_body_bytes: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> "ServingParams":
+        total = sum(arm.share for arm in self.arms)
+        if abs(total - 1) > 1e-9 or len({arm.name for arm in self.arms}) < len(self.arms):
+            raise ValueError(f"serving.arms: shares must sum to 1 (they sum to {total:g}) and names must differ")
+        return self
 
 
 class Params(_Section):

@@ -49,10 +49,15 @@ class IngestSummary:
 
 
 # --------------------------------------------------------------------------- transform
+def pseudonym(raw_id: str, key: bytes, length: int) -> str:
+    """Keyed HMAC-SHA256: stable for one key, not reversible or joinable without it. The service
+    applies it to the shop's ids, so they meet the ingested histories without being stored."""
+    return hmac.new(key, str(raw_id).encode("utf-8"), hashlib.sha256).hexdigest()[:length]
+
+
 def pseudonymise(ids: pd.Series, key: bytes, length: int) -> pd.Series:
-    """Keyed HMAC-SHA256: stable for one key, not reversible or joinable without it."""
     uniq = ids.dropna().unique()
-    mapping = {u: hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest()[:length] for u in uniq}
+    mapping = {u: pseudonym(u, key, length) for u in uniq}
     return ids.map(mapping).astype("string")
 
 

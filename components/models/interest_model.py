@@ -151,12 +151,14 @@ class InterestModel(nn.Module):
         column upto (default: the last)."""
         return recency_text_profile(self.text, seqs, self.cfg.text_profile_decay, upto)
 
-    def add_text_match(self, logits: torch.Tensor, profile: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    def add_text_match(self, logits: torch.Tensor, profile: torch.Tensor, columns: torch.Tensor,
+                       text_t: torch.Tensor | None = None) -> torch.Tensor:
         """logits plus the cold-start text match: text_match x cos(profile, item text) for every
-        item, and text_only_match (weight x cos + offset) on top for the text-only items `columns`."""
+        item, and text_only_match (weight x cos + offset) on top for the text-only items `columns`.
+        text_t: the item texts transposed and contiguous, if the caller keeps them (faster)."""
         if not self.cfg.adapter_hidden:
             return logits
-        similarity = profile @ self.text.T
+        similarity = profile @ (self.text.T if text_t is None else text_t)
         logits = logits + self.text_match * similarity
         if len(columns) == 0:
             return logits
@@ -201,14 +203,15 @@ class InterestModel(nn.Module):
         return F.cross_entropy(logits, torch.zeros_like(t))
 
     @torch.inference_mode()
-    def score_last(self, seqs: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+    def score_last(self, seqs: torch.Tensor, items: torch.Tensor | None = None,
+                   text_t: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of the whole catalogue after each sequence's last position: [B, n_items + 1]."""
         items = self.item_representations() if items is None else items
         h = self.user_states(seqs, items)[:, -1]                            # [B, H]
         rows = torch.arange(seqs.shape[0], device=seqs.device)
         scores = self.add_repeat_bias(h @ items.T, rows, seqs, torch.full_like(rows, seqs.shape[1] - 1))
         if self.cfg.adapter_hidden:
-            scores = self.add_text_match(scores, self.text_profile(seqs), self.text_only_items())
+            scores = self.add_text_match(scores, self.text_profile(seqs), self.text_only_items(), text_t)
         scores[:, 0] = float("-inf")
         return scores
 

@@ -27,6 +27,7 @@ class ModelScorer:
         self.device = next(model.parameters()).device
         with torch.inference_mode():
             self.items = model.item_representations()
+            self.text_t = model.text.T.contiguous()   # one shopper's text match is 3x faster on it
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         out = []
@@ -34,7 +35,7 @@ class ModelScorer:
             batch = histories[chunk]
             width = max(1, min(self.model.cfg.max_len, max((len(h) for h in batch), default=1)))
             seqs = left_pad(batch, width).to(self.device)
-            out.append(self.model.score_last(seqs, self.items).float().cpu().numpy())
+            out.append(self.model.score_last(seqs, self.items, self.text_t).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.cfg.n_items + 1), np.float32)
 
     def score_texts(self, query_text: np.ndarray) -> np.ndarray:

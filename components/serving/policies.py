@@ -41,9 +41,15 @@ class Policy(Protocol):
 def candidates(scores: np.ndarray, pool: int) -> np.ndarray:
     """item_idx of the `pool` best finite scores, best first (ties: lower index first)."""
     scores = np.asarray(scores, dtype=np.float64)
-    finite = np.flatnonzero(np.isfinite(scores))
-    order = finite[np.argsort(-scores[finite], kind="stable")]
-    return order[:pool]
+    finite = np.isfinite(scores)
+    if pool < finite.sum():   # a partial sort: a request ranks a few of many thousand items
+        s = np.where(finite, scores, -np.inf)
+        kth = np.partition(s, len(s) - pool)[len(s) - pool]          # the pool-th best score
+        above = np.flatnonzero(s > kth)
+        chosen = np.concatenate([above, np.flatnonzero(s == kth)[: pool - len(above)]])
+    else:
+        chosen = np.flatnonzero(finite)
+    return chosen[np.argsort(-scores[chosen], kind="stable")]
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
 from components.serving.policies import EPSILON_GREEDY, GREEDY, SOFTMAX, EpsilonGreedy, Greedy, Policy, Softmax
+from components.serving.consistency import blend_with_popularity, personal_weight
 from components.serving.popular_default import popular_diverse_default
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ class Recommender:
         scorers = fused_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg, model_scorer)
         self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED)
         self._index = dict(zip(self.catalogue["item"], self.catalogue["item_idx"]))
-        self._by_idx = self.catalogue.set_index("item_idx")
+        by_idx = self.catalogue.set_index("item_idx").reindex(range(self.n_items + 1))   # row 0: padding
+        self._ids, self._titles = by_idx["item"].to_numpy(object), by_idx["title"].to_numpy(object)
+        self._log_popularity = np.log1p(self._fit.counts.astype(np.float64))
         # unit-length item representations of the model: item-to-item similarity, added items included
         self._unit_items = F.normalize(model_scorer.items, dim=-1).cpu().numpy()
 
@@ -94,6 +97,9 @@ class Recommender:
         """The evaluation's figures of this recommender (test, headline protocol)."""
         return headline(self.bundle.manifest)
 
+    def knows(self, item: str) -> bool:
+        return item in self._index
+
     def item_indices(self, items: Sequence[str]) -> list[int]:
         unknown = [i for i in items if i not in self._index]
         if unknown:
@@ -101,10 +107,12 @@ class Recommender:
                                "catalogue, or add new products first (`interest add-items`)")
         return [int(self._index[i]) for i in items]
 
-    def user_history(self, user: str) -> list[str]:
-        if user not in self._histories:
+    def user_history(self, user: str, since_training: Sequence[str] = ()) -> list[str]:
+        """The shopper's training history, then what they engaged with since (served feedback)."""
+        history = [*self._histories.get(user, ()), *since_training]
+        if not history:
             raise InterestError(f"unknown shopper {user!r}: recommend by --history item ids or --text instead")
-        return list(self._histories[user])
+        return history
 
     # ------------------------------------------------------------------ answers
     def policy(self, name: str | None = None) -> Policy:
@@ -119,12 +127,15 @@ class Recommender:
 
     def recommend(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
                   k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
+                  since_training: Sequence[str] = (), hide_history: bool = True,
                   rng: np.random.Generator | None = None) -> pd.DataFrame:
         """k items (item, title, score, position, propensity, by) for one shopper, known by one
-        of: a shopper id, recent item ids (oldest first), a free text; or by nothing (the diverse
-        popular default). Items in the history and in `exclude` are never returned. The slate is
-        drawn by `policy` (default serving.policy); each item's propensity is the probability
-        that the policy showed it at its position."""
+        of: a shopper id (pseudonymised; their history plus `since_training`, the items they
+        engaged with since), recent item ids (oldest first), a free text; or by nothing (the
+        diverse popular default). Items in `exclude`, and unless `hide_history` is off those in
+        the history, are never returned. The slate is drawn by `policy` (default
+        serving.policy); each item's propensity is the probability that the policy showed it at
+        its position. serving.personalisation < 1 blends the scores toward popularity."""
         given = [name for name, value in (("user", user), ("items", items), ("text", text)) if value]
         if len(given) > 1:
             raise InterestError(f"recommend by one of user, items or text, not {' and '.join(given)}")
@@ -134,10 +145,11 @@ class Recommender:
         draw = self.policy(policy)
         hidden = self.item_indices(list(exclude))
         if user:
-            items = self.user_history(user)
+            items = self.user_history(user, since_training)
         if items:
             history = self.item_indices(list(items))
-            scores, hidden, by = self.score([history])[0], hidden + history, BY_USER if user else BY_ITEMS
+            scores = self._personalised(self.score([history])[0], len(history))
+            hidden, by = (hidden + history if hide_history else hidden), BY_USER if user else BY_ITEMS
         elif text:
             scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
         else:
@@ -161,10 +173,14 @@ class Recommender:
         scores[list(hidden)] = -np.inf
         scores[0] = -np.inf
         slate = policy.draw(scores, k, rng or np.random.default_rng())
-        rows = self._by_idx.loc[slate.items]
-        return pd.DataFrame({"item": rows["item"].to_numpy(), "title": rows["title"].to_numpy(),
+        return pd.DataFrame({"item": self._ids[slate.items], "title": self._titles[slate.items],
                              "score": scores[slate.items].round(4), "position": np.arange(1, len(slate.items) + 1),
                              "propensity": slate.propensities.round(6), "by": by, "policy": policy.name})
+
+    def _personalised(self, scores: np.ndarray, n_history: int) -> np.ndarray:
+        cfg = self.serving
+        weight = personal_weight(cfg.personalisation, n_history, cfg.thin_history)
+        return scores if weight == 1 else blend_with_popularity(scores, self._log_popularity, weight)
 
     def _popular_scores(self, k: int) -> np.ndarray:
         text = self.model.text.cpu().numpy()
@@ -217,12 +233,19 @@ def load_recommender(params: Params, tag: str | None = None, bundle_dir: Path | 
         tag = metadata["tag"]
     recommender = Recommender(bundle, tag, params.serving, select_device(params.serving.device),
                               params.evaluate.batch_size)
-    added = load_added(params.path(params.serving.added_items_dir))
-    if added is not None:
-        fresh = ~added.items["item"].isin(set(recommender.catalogue["item"]))
-        if fresh.any():
-            recommender.add_items(AddedItems(added.items[fresh].reset_index(drop=True), added.vectors[fresh.to_numpy()]))
+    catch_up_added(params, recommender)
     return recommender
+
+
+def catch_up_added(params: Params, recommender: Recommender) -> int:
+    """Add the kept products (serving.added_items_dir) that the recommender does not know yet."""
+    added = load_added(params.path(params.serving.added_items_dir))
+    if added is None:
+        return 0
+    fresh = ~added.items["item"].isin(set(recommender.catalogue["item"]))
+    if fresh.any():
+        recommender.add_items(AddedItems(added.items[fresh].reset_index(drop=True), added.vectors[fresh.to_numpy()]))
+    return int(fresh.sum())
 
 
 def add_and_keep(params: Params, recommender: Recommender, new: pd.DataFrame) -> dict:

@@ -15,8 +15,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluation",),
     ("training",),
     ("registry",),
+    ("feedback",),
     ("serving",),
-    ("feedback", "monitoring", "analysis", "privacy"),
+    ("monitoring", "analysis", "privacy"),
     ("pipeline",),
     ("cli",),
 )

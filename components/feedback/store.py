@@ -1,0 +1,185 @@
+"""The durable feedback store: every served slate and every feedback event, in SQLite (WAL) by
+default or PostgreSQL by URL, its schema kept by Alembic migrations.
+
+An event is acknowledged only after its transaction commits, and a client may resend it: the
+client's event_id makes the second copy a no-op. Served slates are many and small, so they are
+written in batches by a background thread, never on the request's path; an event that names a
+slate flushes the pending ones first, so its position and propensity are always found.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from components.core.config import Params
+from components.core.errors import InterestError
+from components.feedback.events import ENGAGEMENTS, Event
+from components.feedback.schema import events, slates
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class FeedbackStoreError(InterestError):
+    """The store can't be opened or written; the message names the URL's database, never its password."""
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def store_url(params: Params) -> str:
+    """serving.store_url, with a relative SQLite path taken from params.yaml's folder."""
+    url = params.serving.store_url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        path = params.path(Path(url[len(prefix):]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite_url(path)
+    return url
+
+
+def open_store(params: Params) -> "FeedbackStore":
+    return FeedbackStore(store_url(params), params.serving.slate_flush_seconds)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL: readers never wait for the writer; FULL: a committed event survives a crash of the
+    machine, not just of the process; busy_timeout: concurrent writers queue instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the schema to the newest migration; returns the revision now in place."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+class FeedbackStore:
+    def __init__(self, url: str, flush_seconds: float = 0.2):
+        self.url = url
+        self.engine = make_engine(url)
+        try:
+            self.revision = migrate(self.engine)
+        except SQLAlchemyError as exc:
+            raise FeedbackStoreError(f"cannot open the feedback store {self.engine.url!r} "
+                                     f"(serving.store_url / INTEREST__SERVING__STORE_URL): {exc}") from exc
+        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+        self._flush_seconds = flush_seconds
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._write_slates, name="slate-writer", daemon=True)
+        self._writer.start()
+
+    # ------------------------------------------------------------------ served slates
+    def log_slate(self, request_id: str, *, user: str | None, session_id: str | None, arm: str, model_tag: str,
+                  policy: str, by: str, items: Sequence[tuple[str, float, float]]) -> None:
+        """Queue one served slate ([item, score, propensity] in shown order) for the next batch."""
+        row = dict(request_id=request_id, served_at=time.time(), user=user, session_id=session_id, arm=arm,
+                   model_tag=model_tag, policy=policy, by=by, items=[list(i) for i in items])
+        with self._lock:
+            self._pending.append(row)
+
+    def flush(self) -> int:
+        """Write the queued slates now; returns how many."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if rows:
+                with self.engine.begin() as connection:
+                    connection.execute(self._insert(slates).on_conflict_do_nothing(index_elements=["request_id"]), rows)
+        return len(rows)
+
+    def _write_slates(self) -> None:
+        while not self._stop.wait(self._flush_seconds):
+            try:
+                self.flush()
+            except SQLAlchemyError:
+                log.exception("writing served slates failed; retrying with the next batch")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._writer.join()
+        self.flush()
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ feedback events
+    def record(self, batch: Iterable[Event]) -> tuple[int, int]:
+        """Store the events in one transaction; returns (new, already stored). Impressions and
+        engagements with a request_id get the position and propensity their slate showed them with."""
+        batch = list(batch)
+        if not batch:
+            return 0, 0
+        self.flush()
+        now = time.time()
+        with self.engine.begin() as connection:
+            shown = self._shown(connection, {e.request_id for e in batch if e.request_id})
+            rows = []
+            for e in batch:
+                position, propensity, model_tag = shown.get((e.request_id, e.item), (None, None, None))
+                rows.append({**asdict(e), "position": position, "propensity": propensity,
+                             "model_tag": model_tag, "received_at": now})
+            new = connection.execute(self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
+                                     .returning(events.c.event_id), rows).all()
+        return len(new), len(batch) - len(new)
+
+    @staticmethod
+    def _shown(connection, request_ids: set[str]) -> dict[tuple[str, str], tuple[int, float, str]]:
+        if not request_ids:
+            return {}
+        found = connection.execute(select(slates.c.request_id, slates.c["items"], slates.c.model_tag)
+                                   .where(slates.c.request_id.in_(request_ids)))
+        return {(rid, item): (position, propensity, tag) for rid, items, tag in found
+                for position, (item, _score, propensity) in enumerate(items, start=1)}
+
+    # ------------------------------------------------------------------ reads
+    def engaged_items(self, user: str) -> list[str]:
+        """The items a shopper engaged with (clicked, carted, bought, rated, reviewed), oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(events.c.item).where(events.c.user == user, events.c.kind.in_(ENGAGEMENTS))
+                .order_by(func.coalesce(events.c.at, events.c.received_at), events.c.id))
+            return [r[0] for r in rows]
+
+    def last_event_at(self, user: str) -> float | None:
+        """When the shopper's newest event arrived (sessions reuse a slate only until new feedback)."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.max(events.c.received_at)).where(events.c.user == user)).scalar()
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(events)).scalar_one()
+

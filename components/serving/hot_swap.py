@@ -1,0 +1,59 @@
+"""The production recommender, swapped for a newly promoted version while the service runs.
+
+A background thread polls the promotion record every serving.swap_poll_seconds; a new production
+tag is loaded beside the current one and then replaces it in one reference assignment, so a
+request that already holds the old recommender finishes on it and the next one gets the new one.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from components.core.config import Params
+from components.core.errors import InterestError
+from components.registry.promotion import production_tag
+from components.serving.recommender import Recommender, catch_up_added, load_recommender
+
+log = logging.getLogger(__name__)
+
+
+class LiveRecommender:
+    """`.current` is the Recommender to answer with: a pinned tag's, or production's (else the latest)."""
+
+    def __init__(self, params: Params, tag: str | None = None):
+        self.params = params
+        self.pinned = tag is not None
+        self.current: Recommender = load_recommender(params, tag)
+        self.lock = threading.Lock()    # adding products and swapping never interleave
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> "LiveRecommender":
+        if not self.pinned:
+            self._watcher = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
+            self._watcher.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.params.serving.swap_poll_seconds):
+            try:
+                self.swap_if_promoted()
+            except (InterestError, OSError) as exc:   # keep serving the current version
+                log.error("could not load the newly promoted version: %s", exc)
+
+    def swap_if_promoted(self) -> bool:
+        tag = production_tag(self.params)
+        if tag is None or tag == self.current.tag:
+            return False
+        log.info("production is now %s: loading it beside %s", tag, self.current.tag)
+        fresh = load_recommender(self.params, tag)
+        with self.lock:
+            catch_up_added(self.params, fresh)   # products added while it loaded
+            self.current = fresh
+        log.info("now serving %s", tag)
+        return True

@@ -1,0 +1,79 @@
+"""The feedback store on real databases: SQLite in WAL mode and a real PostgreSQL server."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from components.feedback.events import Event
+from components.feedback.schema import metadata
+from components.feedback.store import FeedbackStore, current_revision, sqlite_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = sqlite_url(tmp_path / "feedback.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    opened = FeedbackStore(url, flush_seconds=60)   # slates reach the database only when flushed
+    yield opened
+    if request.param == "postgresql":   # one server for the session: leave it empty
+        with opened.engine.begin() as c:
+            metadata.drop_all(c)
+            c.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    opened.close()
+
+
+def click(event_id: str, user: str = "u1", item: str = "i1", **kw) -> Event:
+    return Event(event_id=event_id, kind="click", user=user, item=item, **kw)
+
+
+def test_the_migrated_schema_is_the_declared_one(store):
+    assert store.revision == current_revision(store.engine) == "0001"
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_an_event_sent_twice_is_stored_once(store):
+    assert store.record([click("e1"), click("e2")]) == (2, 0)
+    assert store.record([click("e2"), click("e3")]) == (1, 1)
+    assert store.count() == 3
+
+
+def test_events_carry_the_position_and_propensity_they_were_shown_with(store):
+    store.log_slate("r1", user="u1", session_id=None, arm="control", model_tag="m:1", policy="softmax", by="user",
+                    items=[("i9", 2.0, 0.5), ("i1", 1.0, 0.25)])
+    store.record([Event("e1", "impression", "u1", "i1", request_id="r1"), click("e2", request_id="r1"),
+                  click("e3", item="i7", request_id="r1")])    # i7 was not in that slate
+    with store.engine.connect() as c:
+        rows = dict((r[0], r[1:]) for r in c.exec_driver_sql("SELECT event_id, position, propensity, model_tag FROM events"))
+    assert rows == {"e1": (2, 0.25, "m:1"), "e2": (2, 0.25, "m:1"), "e3": (None, None, None)}
+
+
+def test_engagements_make_the_history_in_time_order(store):
+    store.record([click("a", item="i2", at=20.0), click("b", item="i1", at=10.0),
+                  Event("c", "impression", "u1", "i3", at=5.0), click("d", user="u2", item="i4")])
+    assert store.engaged_items("u1") == ["i1", "i2"]    # impressions are not interest
+    assert store.engaged_items("nobody") == []
+
+
+def test_a_failed_batch_stores_nothing(store):
+    bad = [click("ok-1"), Event("bad", "click", "u1", None)]   # item is NOT NULL everywhere
+    with pytest.raises(Exception):
+        store.record(bad)
+    assert store.count() == 0
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    FeedbackStore(sqlite_url(tmp_path / "f.db")).close()
+    with sqlite3.connect(tmp_path / "f.db") as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_closing_writes_the_queued_slates(tmp_path):
+    store = FeedbackStore(sqlite_url(tmp_path / "f.db"), flush_seconds=60)
+    store.log_slate("r1", user=None, session_id="s", arm="control", model_tag="m:1", policy="greedy", by="popular",
+                    items=[("i1", 1.0, 1.0)])
+    store.close()
+    with sqlite3.connect(tmp_path / "f.db") as c:
+        assert c.execute("SELECT request_id, items FROM slates").fetchall() == [("r1", '[["i1", 1.0, 1.0]]')]
