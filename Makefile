@@ -16,12 +16,16 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve bento bench-serve bench-consistency steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(STAMP): pyproject.toml constraints.txt
+	@# PostgreSQL's server binaries, for the feedback store's PostgreSQL tests (Debian keeps them off PATH)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+		{ command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; } || \
+		echo "PostgreSQL is not installed and apt-get could not install it: its tests will be skipped"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install torch==2.13.0
@@ -62,8 +66,20 @@ bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Ama
 	$(BIN)/dvc metrics show metrics/cold_start_scientific.json
 
 SERVE_PORT ?= 3000
-serve: $(STAMP)  ## serve the registered recommender (production, else latest) on :$(SERVE_PORT) (BentoML)
+serve: $(STAMP)  ## serve the registered recommender (production, else latest) on :$(SERVE_PORT) (BentoML; registers one first if none is up to date)
+	$(BIN)/dvc repro register
 	$(BIN)/bentoml serve bento.service:InterestService --port $(SERVE_PORT)
+
+bento: $(STAMP)  ## build a bento of the service (code + params; models come from the registry at run time)
+	$(BIN)/bentoml build -f bento/bentofile.yaml .
+
+bench-serve: $(STAMP)  ## register if needed, start the service, replay test cases over HTTP and load it (locust): metrics/serving.json
+	$(BIN)/dvc repro register
+	$(BIN)/interest bench-serve
+
+bench-consistency: $(STAMP)  ## sweep serving.personalisation on valid cases: metrics/consistency.json and reports/consistency.png
+	$(BIN)/dvc repro register
+	$(BIN)/interest bench-consistency
 
 steps: $(STAMP)  ## list the pipeline's steps (dvc.yaml stages, Airflow tasks) in order
 	$(BIN)/interest steps

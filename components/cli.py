@@ -1,6 +1,6 @@
 """`interest`: one command per pipeline step (made from components.pipeline.STEPS), `run` and
 `steps` for the pipeline as a whole, and the commands around it (recommend, add-items,
-params-for, bench-quality). Each loads params, calls components, prints the result."""
+params-for, bench-quality, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
 from __future__ import annotations
 
 import json
@@ -150,6 +150,23 @@ def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
     """Print our test figures next to the published Beauty results (same protocol, R@10 / N@10)."""
     from components.evaluation.benchmark import quality_report
     typer.echo(quality_report(_params(params)))
+
+
+@app.command("bench-serve")
+def bench_serve(params: Optional[Path] = ParamsOpt) -> None:
+    """Start the service on localhost and measure it: test cases replayed over HTTP against the
+    evaluation's NDCG@10, then latency (locust) of recommend and feedback at benchmark.serve_rate
+    and rising rates, and the server's peak memory. Writes benchmark.serve_metrics_file."""
+    from components.serving.load_bench import bench_serve as run, serving_table
+    typer.echo(serving_table(run(_params(params))))
+
+
+@app.command("bench-consistency")
+def bench_consistency(params: Optional[Path] = ParamsOpt) -> None:
+    """Sweep serving.personalisation on the valid cases: NDCG@10 against slate stability and
+    coverage. Writes benchmark.consistency_metrics_file and the plot benchmark.consistency_plot."""
+    from components.serving.consistency_bench import bench_consistency as run, consistency_table
+    typer.echo(consistency_table(run(_params(params))))
 
 
 def main() -> None:

@@ -191,6 +191,19 @@ class EvaluateParams(_Section):
 
 class BenchmarkParams(_Section):
     published_file: Path
+    serve_dir: Path
+    serve_startup_seconds: float = Field(gt=0)
+    serve_replay_cases: int = Field(ge=0)
+    serve_rate: int = Field(gt=0)
+    serve_seconds: int = Field(gt=0)
+    serve_step_rates: tuple[int, ...] = Field(min_length=1)
+    serve_step_seconds: int = Field(gt=0)
+    serve_p99_limit_ms: float = Field(gt=0)
+    serve_metrics_file: Path
+    consistency_levels: tuple[float, ...] = Field(min_length=1)
+    consistency_cases: int = Field(ge=0)
+    consistency_metrics_file: Path
+    consistency_plot: Path
 
 
 class RegistryParams(_Section):

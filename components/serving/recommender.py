@@ -148,7 +148,7 @@ class Recommender:
             items = self.user_history(user, since_training)
         if items:
             history = self.item_indices(list(items))
-            scores = self._personalised(self.score([history])[0], len(history))
+            scores = self.personalised(self.score([history])[0], len(history))
             hidden, by = (hidden + history if hide_history else hidden), BY_USER if user else BY_ITEMS
         elif text:
             scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
@@ -177,7 +177,9 @@ class Recommender:
                              "score": scores[slate.items].round(4), "position": np.arange(1, len(slate.items) + 1),
                              "propensity": slate.propensities.round(6), "by": by, "policy": policy.name})
 
-    def _personalised(self, scores: np.ndarray, n_history: int) -> np.ndarray:
+    def personalised(self, scores: np.ndarray, n_history: int) -> np.ndarray:
+        """The fused scores of a history of n_history items, blended toward popularity as
+        serving.personalisation and serving.thin_history say."""
         cfg = self.serving
         weight = personal_weight(cfg.personalisation, n_history, cfg.thin_history)
         return scores if weight == 1 else blend_with_popularity(scores, self._log_popularity, weight)

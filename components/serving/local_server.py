@@ -1,0 +1,85 @@
+"""The service as a process on localhost (`bentoml serve bento.service:InterestService`), for
+benchmarks and tests: started on a free port, ready when /readyz says so, stopped whole."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from components.core.errors import InterestError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+BIN = Path(sys.prefix) / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def processes(self) -> list[psutil.Process]:
+        """The server and its workers (BentoML runs them in process groups of their own)."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for p in self.processes():
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: BentoML's arbiter stops its workers. SIGKILL: every process of it at once."""
+        try:
+            if sig == signal.SIGKILL:
+                for p in self.processes()[1:]:
+                    p.kill()
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            return
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGKILL)
+
+
+def start_server(env: dict[str, str], log: Path, startup_seconds: float) -> LocalServer:
+    """Start the service with `env` (the complete environment); return once it is ready."""
+    port = free_port()
+    with open(log, "a") as out:
+        proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "bento.service:InterestService", "--port", str(port),
+                                 "--host", "127.0.0.1"], cwd=PROJECT_DIR, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    server = LocalServer(f"http://127.0.0.1:{port}", proc, log)
+    deadline = time.monotonic() + startup_seconds
+    while True:
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise InterestError(f"the service did not become ready in {startup_seconds:.0f}s; the end of its log "
+                                f"({log}):\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
