@@ -125,7 +125,7 @@ class InterestService:
     def recommend(self, user: str | None = Field(None, min_length=1, max_length=200, description="the shop's shopper id"),
                   items: list[str] | None = Field(None, max_length=LIMITS.max_list, description="recent item ids, oldest first"),
                   text: str | None = Field(None, max_length=LIMITS.max_text, description="a statement of interests"),
-                  k: int | None = Field(None, gt=0, le=LIMITS.max_k, description="list length (default serving.top_k)"),
+                  k: int | None = Field(None, ge=1, le=LIMITS.max_k, description="list length (default serving.top_k)"),
                   exclude: list[str] | None = Field(None, max_length=LIMITS.max_list, description="item ids never to show"),
                   policy: Literal["greedy", "epsilon_greedy", "softmax"] | None = Field(
                       None, description="how to draw the list (default: the arm's, else serving.policy)"),
@@ -141,7 +141,7 @@ class InterestService:
 
     @bentoml.api
     def similar_items(self, item: str = Field(min_length=1, max_length=200, description="a catalogue or added item id"),
-                      k: int | None = Field(None, gt=0, le=LIMITS.max_k, description="list length (default serving.top_k)"),
+                      k: int | None = Field(None, ge=1, le=LIMITS.max_k, description="list length (default serving.top_k)"),
                       exclude: list[str] | None = Field(None, max_length=LIMITS.max_list, description="item ids never to show"),
                       ) -> Recommendations:
         """The items the model represents closest to `item` (products added since training too)."""

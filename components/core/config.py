@@ -177,6 +177,9 @@ class FusionParams(_Section):
     rounds: int = Field(ge=1)
     metric_k: int = Field(gt=0)
     protocol: Literal["unmasked", "masked"]
+    max_warm_drop: float = Field(ge=0, lt=1)
+    cold_offset_max: float = Field(ge=0)
+    bisection_steps: int = Field(gt=0)
 
 
 class EvaluateParams(_Section):
@@ -264,6 +267,8 @@ class ServingParams(_Section):
     max_text: int = Field(gt=0)
     max_k: int = Field(gt=0)
     max_body_bytes: int = Field(gt=0)
+    batch_max: int = Field(ge=1)
+    batch_wait_ms: float = Field(ge=0)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> "ServingParams":

@@ -3,7 +3,7 @@ import logging
 import os
 
 # libraries that log every import-time registration at INFO; their warnings still come through
-QUIET_LIBRARIES = ("great_expectations", "alembic.runtime.plugins")
+QUIET_LIBRARIES = ("great_expectations", "alembic.runtime.plugins", "httpx")
 
 
 def configure_logging(level: str | None = None) -> None:

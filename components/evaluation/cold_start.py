@@ -113,8 +113,9 @@ def served_fusion(params: Params, split: Split, embeddings: np.ndarray, model: M
     if not ranking.is_file():
         raise InterestError(f"no {ranking}: the served fusion's weights come from `interest evaluate`; run it first")
     fit = fit_baselines(params.baselines, known_before(split, "test"))
+    tuned = read_json(ranking)
     return FusionScorer.from_weights(fused_scorers(fit, embeddings, params.baselines, model),
-                                     read_json(ranking)["fusion_weights"], SERVED)
+                                     tuned["fusion_weights"], SERVED, tuned["fusion_cold_offset"])
 
 
 def truncate_histories(histories: Sequence[Sequence[int]], k: int) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""The fusion's weights, tuned on the valid cases only: coordinate search over a grid, NDCG@k."""
+"""The fusion, tuned on the valid cases only: its weights by coordinate search over a grid
+(NDCG@k), then the exposure offset of new products by bisection within a warm-cost budget."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import numpy as np
 from components.core.batching import batch_slices
 from components.core.config import FusionParams
 from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks
-from components.models.fusion import FusionScorer, fuse, known_items, zscore_rows
+from components.models.fusion import FusionScorer, fuse, known_items, partly_known, zscore_rows
 from components.models.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,16 @@ def candidates_ndcg(scorers: Sequence[Scorer], candidates: Sequence[tuple[float,
 
 
 def tune_fusion(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
-                cfg: FusionParams, batch_size: int) -> FusionScorer:
+                target_is_cold: np.ndarray, cfg: FusionParams, batch_size: int) -> FusionScorer:
+    """The weights (tune_weights), then new products' exposure (calibrate_cold_offset)."""
+    weights = tune_weights(scorers, histories, targets, cfg, batch_size)
+    offset = calibrate_cold_offset(scorers, weights, histories, targets, np.asarray(target_is_cold, bool), cfg,
+                                   batch_size)
+    return FusionScorer(scorers, weights, cold_offset=offset)
+
+
+def tune_weights(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
+                 cfg: FusionParams, batch_size: int) -> tuple[float, ...]:
     """Coordinate search on valid NDCG@k, starting from the best single scorer.
 
     Only strict improvements are taken, so the result is never worse on valid than the best
@@ -62,4 +72,40 @@ def tune_fusion(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], t
                  dict(zip((s.name for s in scorers), weights)), cfg.metric_k, best_score)
         if not improved:
             break
-    return FusionScorer(scorers, weights)
+    return weights
+
+
+def calibrate_cold_offset(scorers: Sequence[Scorer], weights: Sequence[float], histories: Sequence[Sequence[int]],
+                          targets: np.ndarray, target_is_cold: np.ndarray, cfg: FusionParams,
+                          batch_size: int) -> float:
+    """The largest offset for new products (items some weighted scorer cannot score) whose
+    warm-target valid NDCG@k stays within cfg.max_warm_drop of the fusion that never shows them
+    (bisection over [-cold_offset_max, cold_offset_max]: warm NDCG only falls as the offset
+    rises). Fusing z-scores weighs every case alike, and new products are few among the targets;
+    this states the shop's trade-off instead: new products get as much exposure as the allowed
+    cost to everyone else buys."""
+    mask = partly_known(weights, [known_items(s) for s in scorers])
+    if mask is None or not mask.any() or cfg.cold_offset_max == 0:
+        return 0.0
+    known = [known_items(s) for s in scorers]
+    fused = []
+    for chunk in batch_slices(len(histories), batch_size):
+        hist, tgt = histories[chunk], targets[chunk]
+        normalised = [zscore_rows(s.score(hist)) if w else None for s, w in zip(scorers, weights)]
+        fused.append(apply_protocol(fuse(normalised, weights, known), hist, tgt, cfg.protocol))
+    lift = mask.astype(np.float32)
+
+    def ndcg(offset: float) -> np.ndarray:
+        lifted = (np.where(mask, -np.inf, f) if offset == -np.inf else f + np.float32(offset) * lift for f in fused)
+        ranks = [target_ranks(f, t) for f, t in zip(lifted, (targets[c] for c in batch_slices(len(histories), batch_size)))]
+        return case_metrics(np.concatenate(ranks), [cfg.metric_k])[f"ndcg@{cfg.metric_k}"]
+
+    warm = ~target_is_cold
+    floor = (1 - cfg.max_warm_drop) * ndcg(-np.inf)[warm].mean()   # new products never shown
+    low, high = -cfg.cold_offset_max, cfg.cold_offset_max
+    for _ in range(cfg.bisection_steps):
+        mid = (low + high) / 2
+        low, high = (mid, high) if ndcg(mid)[warm].mean() >= floor else (low, mid)
+    log.info("fusion: new products' offset %.3f -> valid warm-target NDCG@%d %.4f (floor %.4f)",
+             low, cfg.metric_k, ndcg(low)[warm].mean(), floor)
+    return low

@@ -69,9 +69,10 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[
                                  params.baselines, served)
              for name in CASE_SPLITS}
     valid = split.cases[split.cases["split"] == "valid"]
-    weights = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(), params.fusion,
-                          params.evaluate.batch_size).weights
-    return {name: [*scorers, trained, FusionScorer(scorers, weights)] for name, scorers in fused.items()}
+    tuned = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(),
+                        valid["target_is_cold"].to_numpy(), params.fusion, params.evaluate.batch_size)
+    return {name: [*scorers, trained, FusionScorer(scorers, tuned.weights, cold_offset=tuned.cold_offset)]
+            for name, scorers in fused.items()}
 
 
 def rank_cases(scorer: Scorer, histories: Sequence[Sequence[int]], targets: np.ndarray,
@@ -174,8 +175,9 @@ def evaluate(params: Params) -> dict:
     split = load_split(params)
     scorers = build_scorers(params, split, load_item_embeddings(params))
     results = evaluate_scorers(scorers, split, params.evaluate)
-    fusion_weights = next((s.weight_by_name for s in scorers["test"] if isinstance(s, FusionScorer)), {})
-    results["fusion_weights"] = fusion_weights
+    fusion = next(s for s in scorers["test"] if isinstance(s, FusionScorer))
+    fusion_weights = fusion.weight_by_name
+    results["fusion_weights"], results["fusion_cold_offset"] = fusion_weights, fusion.cold_offset
     results["popularity_check"] = popularity_check(split, params.evaluate)
     cfg = params.evaluate
     write_json(results, params.path(cfg.metrics_file))

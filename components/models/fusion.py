@@ -43,19 +43,28 @@ def known_items(scorer: Scorer) -> np.ndarray | None:
     return getattr(scorer, "known", None)
 
 
+def partly_known(weights: Sequence[float], known: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """[n_items + 1] bool: items some weighted scorer cannot score (new products), or None."""
+    masks = [k for w, k in zip(weights, known) if w and k is not None]
+    return ~np.logical_and.reduce(masks) if masks else None
+
+
 def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float],
-         known: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+         known: Sequence[np.ndarray | None] | None = None, cold_offset: float = 0.0) -> np.ndarray:
     """Weighted sum of z-scored matrices (None where the weight is 0); padding at -inf.
 
     An item only some scorers can score (a new product: no interactions yet) is fused over those
-    scorers alone, rescaled to the full weight, so the others' silence is not a penalty. Items
-    every weighted scorer knows get exactly the plain weighted sum."""
+    scorers alone, rescaled to the full weight, so the others' silence is not a penalty, and gets
+    cold_offset on top (its exposure, calibrated on valid). Items every weighted scorer knows get
+    exactly the plain weighted sum."""
     known = list(known) if known is not None else [None] * len(weights)
     total = sum(w * (z if k is None else z * k) for w, z, k in zip(weights, normalised, known) if w)
     if any(k is not None for w, k in zip(weights, known) if w):
         full = sum(w for w in weights if w)
         coverage = sum(w * (1.0 if k is None else k) for w, k in zip(weights, known) if w)
         total = total * (full / np.maximum(coverage, 1e-12)).astype(np.float32)
+        if cold_offset:
+            total = total + np.float32(cold_offset) * partly_known(weights, known)
     total[:, PAD] = -np.inf
     return total
 
@@ -66,20 +75,22 @@ FUSION_NAME = "fusion"
 class FusionScorer:
     """Weighted sum of z-scored scorers; scorers with weight 0 are not even called."""
 
-    def __init__(self, scorers: Sequence[Scorer], weights: Sequence[float], name: str = FUSION_NAME):
+    def __init__(self, scorers: Sequence[Scorer], weights: Sequence[float], name: str = FUSION_NAME,
+                 cold_offset: float = 0.0):
         if len(scorers) != len(weights) or not any(weights):
             raise ValueError("fusion needs one weight per scorer and at least one non-zero weight")
         self.scorers, self.weights, self.name = tuple(scorers), tuple(float(w) for w in weights), name
+        self.cold_offset = float(cold_offset)
 
     @classmethod
     def from_weights(cls, scorers: Sequence[Scorer], weight_by_name: Mapping[str, float],
-                     name: str = FUSION_NAME) -> "FusionScorer":
+                     name: str = FUSION_NAME, cold_offset: float = 0.0) -> "FusionScorer":
         """The fusion of `scorers`, in their order, with the weights recorded by name."""
         missing = [s.name for s in scorers if s.name not in weight_by_name]
         if missing or len(weight_by_name) != len(scorers):
             raise ValueError(f"fusion weights {sorted(weight_by_name)} do not match the scorers "
                              f"{[s.name for s in scorers]}")
-        return cls(scorers, [weight_by_name[s.name] for s in scorers], name)
+        return cls(scorers, [weight_by_name[s.name] for s in scorers], name, cold_offset)
 
     @property
     def weight_by_name(self) -> dict[str, float]:
@@ -88,7 +99,7 @@ class FusionScorer:
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         return fuse([zscore_rows(s.score(histories)) if w else None
                      for s, w in zip(self.scorers, self.weights)], self.weights,
-                    [known_items(s) for s in self.scorers])
+                    [known_items(s) for s in self.scorers], self.cold_offset)
 
 
 def fused_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesParams, model: Scorer) -> list[Scorer]:

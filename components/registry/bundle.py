@@ -35,7 +35,7 @@ from components.models.checkpoint import cold_model_path
 from components.models.fusion import FUSION_NAME
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2   # 2: the fusion's exposure offset for new products
 SERVED = FUSION_NAME   # the recommender the bundle serves: the evaluation's fusion of the models below
 ITEM_TEXT_FIELDS = ("title", "brand", "categories", "description")
 FILES = {"checkpoint": "checkpoint.pt", "catalogue": "catalogue.parquet", "counts": "counts.npy",
@@ -78,6 +78,10 @@ class Bundle:
     @property
     def fusion_weights(self) -> dict[str, float]:
         return self.manifest["fusion_weights"]
+
+    @property
+    def fusion_cold_offset(self) -> float:
+        return self.manifest["fusion_cold_offset"]
 
     @property
     def baselines_params(self) -> BaselinesParams:
@@ -148,6 +152,7 @@ def write_bundle(params: Params, dest: Path) -> dict[str, Any]:
         "format": BUNDLE_FORMAT,
         "served": SERVED,
         "fusion_weights": ranking["fusion_weights"],
+        "fusion_cold_offset": ranking["fusion_cold_offset"],
         "baselines": params.baselines.settings(),
         "text_encoder": {k: v for k, v in params.embed.settings().items() if k != "device"},
         "dataset": params.data.dataset,

@@ -59,6 +59,7 @@ def register(params: Params) -> dict[str, Any]:
             "test_metrics": headline(manifest),                       # the served recommender's
             "model_test_metrics": headline(manifest, COLD_MODEL_SCORER_NAME),
             "fusion_weights": manifest["fusion_weights"],
+            "fusion_cold_offset": manifest["fusion_cold_offset"],
             "train": read_json(params.path(params.train.metrics_file)),
             "cold_adapter": read_json(params.path(params.coldstart.adapter_metrics_file)),
             "params": {"model": params.model.settings(), "train": params.train.settings()},

@@ -23,10 +23,15 @@ class LiveRecommender:
     def __init__(self, params: Params, tag: str | None = None):
         self.params = params
         self.pinned = tag is not None
-        self.current: Recommender = load_recommender(params, tag)
+        self.current: Recommender = self._load(tag)
         self.lock = threading.Lock()    # adding products and swapping never interleave
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+
+    def _load(self, tag: str | None) -> Recommender:
+        recommender = load_recommender(self.params, tag)
+        recommender.start_batching(self.params.serving.batch_max, self.params.serving.batch_wait_ms)
+        return recommender
 
     def start(self) -> "LiveRecommender":
         if not self.pinned:
@@ -38,6 +43,7 @@ class LiveRecommender:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join()
+        self.current.retire()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.params.serving.swap_poll_seconds):
@@ -51,9 +57,10 @@ class LiveRecommender:
         if tag is None or tag == self.current.tag:
             return False
         log.info("production is now %s: loading it beside %s", tag, self.current.tag)
-        fresh = load_recommender(self.params, tag)
+        fresh = self._load(tag)
         with self.lock:
             catch_up_added(self.params, fresh)   # products added while it loaded
-            self.current = fresh
+            old, self.current = self.current, fresh
+        old.retire()
         log.info("now serving %s", tag)
         return True

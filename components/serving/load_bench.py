@@ -5,7 +5,9 @@ It starts the service on localhost (the registered recommender, its own feedback
 2. holds `recommend` by shop id at benchmark.serve_rate requests/s for serve_seconds (locust,
    headless), then steps the rate up until p99 passes serve_p99_limit_ms,
 3. does the same for `feedback`,
-sampling the server's memory throughout. Figures go to benchmark.serve_metrics_file.
+sampling the server's memory throughout; then, with adaptive batching on (serving.batch_max > 1),
+restarts the service without it and holds `recommend` at the target rate again, to compare.
+Figures go to benchmark.serve_metrics_file.
 """
 from __future__ import annotations
 
@@ -59,9 +61,9 @@ def _offline_equals_online(params: Params, url: str) -> dict:
             "abs_diff": round(abs(float(online.mean()) - offline), 6)}
 
 
-def _locust(url: str, endpoint: str, rate: int, seconds: int, out: Path, env: dict[str, str]) -> dict:
+def _locust(url: str, endpoint: str, rate: int, seconds: int, out: Path, env: dict[str, str], label: str = "") -> dict:
     """One headless locust run at `rate` clients x 1 request/s; its aggregated figures."""
-    prefix = out / f"locust_{endpoint}_{rate}"
+    prefix = out / f"locust_{label}{endpoint}_{rate}"
     subprocess.run([str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "-u", str(rate), "-r", str(rate),
                     "-t", f"{seconds}s", "--host", url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "5"],
                    env={**env, "INTEREST_BENCH_ENDPOINT": endpoint}, cwd=PROJECT_DIR, capture_output=True, text=True)
@@ -126,12 +128,21 @@ def bench_serve(params: Params) -> dict:
         with _PeakMemory(server) as memory:
             figures = {"model_tag": recommender.tag, "catalogue_items": recommender.n_items,
                        "known_shoppers": recommender.n_shoppers, "cpu_cores": os.cpu_count(),
+                       "batch_max": params.serving.batch_max, "batch_wait_ms": params.serving.batch_wait_ms,
                        "replay": _offline_equals_online(params, server.url),
                        "recommend": _measure(server.url, "recommend", params, out, env),
                        "feedback": _measure(server.url, "feedback", params, out, env)}
         figures["server_peak_rss_mb"] = round(memory.peak / 2 ** 20, 1)
     finally:
         server.stop()
+    if params.serving.batch_max > 1:
+        unbatched = {**env, "INTEREST__SERVING__BATCH_MAX": "1"}
+        server = start_server(unbatched, out / "server_unbatched.log", cfg.serve_startup_seconds)
+        try:
+            figures["recommend_unbatched"] = {"at_target": _locust(server.url, "recommend", cfg.serve_rate,
+                                                                   cfg.serve_seconds, out, unbatched, "unbatched_")}
+        finally:
+            server.stop()
     write_json(figures, params.path(cfg.serve_metrics_file))
     return figures
 
@@ -148,6 +159,10 @@ def serving_table(figures: dict) -> str:
                          f"{run['failures']:>9} {run['p50_ms']:>8.0f} {run['p99_ms']:>8.0f}")
         lines.append(f"{endpoint:<10} highest rate with {best_key.removeprefix('max_rate_')}: "
                      f"{figures[endpoint][best_key]}")
+    if "recommend_unbatched" in figures:
+        run = figures["recommend_unbatched"]["at_target"]
+        lines.append(f"{'unbatched':<10} {run['rate']:>7} {run['achieved_rps']:>9} {run['requests']:>9} "
+                     f"{run['failures']:>9} {run['p50_ms']:>8.0f} {run['p99_ms']:>8.0f}   (recommend, batch_max 1)")
     replay_figures = figures["replay"]
     lines.append(f"offline = online: {replay_figures['cases']} test cases over HTTP, NDCG@10 "
                  f"{replay_figures['ndcg@10_http']} vs evaluation {replay_figures['ndcg@10_evaluation']} "

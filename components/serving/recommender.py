@@ -32,6 +32,7 @@ from components.registry.bundle import SERVED, Bundle, headline
 from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
+from components.serving.batching import MicroBatcher
 from components.serving.policies import EPSILON_GREEDY, GREEDY, SOFTMAX, EpsilonGreedy, Greedy, Policy, Softmax
 from components.serving.consistency import blend_with_popularity, personal_weight
 from components.serving.popular_default import popular_diverse_default
@@ -64,13 +65,28 @@ class Recommender:
         histories = bundle.histories()
         self._histories = dict(zip(histories["user"], histories["history"]))
         self._encoder: TextEncoder | None = None
+        self._batcher: MicroBatcher | None = None
         self._rebuild()
+
+    def start_batching(self, max_batch: int, max_wait_ms: float) -> None:
+        """Score concurrent requests together (the service; see serving.batching)."""
+        if max_batch > 1:
+            self._batcher = MicroBatcher(self.score, max_batch, max_wait_ms)
+
+    def retire(self) -> None:
+        """Swapped out: requests still holding it are answered, its batcher then stops."""
+        if self._batcher is not None:
+            self._batcher.retire()
+
+    def _score_one(self, history: Sequence[int]) -> np.ndarray:
+        return self._batcher.score(history) if self._batcher is not None else self.score([history])[0]
 
     def _rebuild(self) -> None:
         """Scorers and id lookup for the current catalogue (after loading or adding items)."""
         model_scorer = self._model_scorer = ModelScorer(self.model, COLD_MODEL_SCORER_NAME, self.batch_size)
         scorers = fused_scorers(self._fit, self.model.text.cpu().numpy(), self._baselines_cfg, model_scorer)
-        self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED)
+        self.fusion = FusionScorer.from_weights(scorers, self.bundle.fusion_weights, SERVED,
+                                                self.bundle.fusion_cold_offset)
         self._index = dict(zip(self.catalogue["item"], self.catalogue["item_idx"]))
         by_idx = self.catalogue.set_index("item_idx").reindex(range(self.n_items + 1))   # row 0: padding
         self._ids, self._titles = by_idx["item"].to_numpy(object), by_idx["title"].to_numpy(object)
@@ -148,7 +164,7 @@ class Recommender:
             items = self.user_history(user, since_training)
         if items:
             history = self.item_indices(list(items))
-            scores = self.personalised(self.score([history])[0], len(history))
+            scores = self.personalised(self._score_one(history), len(history))
             hidden, by = (hidden + history if hide_history else hidden), BY_USER if user else BY_ITEMS
         elif text:
             scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
