@@ -100,6 +100,7 @@ class FeedbackStore:
         self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         self._pending: list[dict] = []
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._flush_seconds = flush_seconds
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_slates, name="slate-writer", daemon=True)
@@ -115,9 +116,11 @@ class FeedbackStore:
             self._pending.append(row)
 
     def flush(self) -> int:
-        """Write the queued slates now; returns how many."""
-        with self._lock:
-            rows, self._pending = self._pending, []
+        """Write the queued slates now; returns how many. The queue's lock is held only to take
+        the rows: requests that log slates never wait for the write (an fsync)."""
+        with self._writing:   # one writer at a time, so a flush returns only once earlier rows are in
+            with self._lock:
+                rows, self._pending = self._pending, []
             if rows:
                 with self.engine.begin() as connection:
                     connection.execute(self._insert(slates).on_conflict_do_nothing(index_elements=["request_id"]), rows)

@@ -3,6 +3,7 @@ OpenAPI document: thousands of generated requests (valid and invalid) to every e
 and without the token; none may get a 5xx."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -13,7 +14,7 @@ from tests.e2e.service_process import start_service
 
 pytestmark = pytest.mark.e2e
 TOKEN = "fuzz-token"
-EXAMPLES = 250   # per endpoint and generation mode (valid and invalid inputs)
+EXAMPLES = 250   # per endpoint and test phase; over a thousand requests in all
 
 
 @pytest.mark.parametrize("token", [TOKEN, None], ids=["with-token", "without-token"])
@@ -26,13 +27,14 @@ def test_no_generated_request_gets_a_5xx(served_sample, tmp_path, token):
         headers = ["-H", f"Authorization: Bearer {token}"] if token else []
         result = subprocess.run(
             [str(BIN / "st"), "run", f"{server.url}/docs.json", "--checks", "not_a_server_error",
-             "--max-examples", str(EXAMPLES), "--seed", "7", "--workers", "2", "--request-timeout", "60",
+             "--max-examples", str(EXAMPLES), "--seed", "7", "--workers", "1", "--request-timeout", "60",
              "--no-color", "--report", "junit", "--report-dir", str(tmp_path / "report"), *headers],
             cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=1800)
     finally:
         server.stop()
     summary = result.stdout[-4000:]
-    assert result.returncode == 0, summary
-    assert "not_a_server_error" in summary
+    assert result.returncode == 0, summary     # schemathesis exits 1 on any failed check or error
+    generated = re.search(r"(\d+) generated", summary)
+    assert generated and int(generated[1]) >= 1000, summary
     log = server.log.read_text()
     assert "Traceback" not in log, log[-3000:]
