@@ -36,5 +36,5 @@ def test_no_generated_request_gets_a_5xx(served_sample, tmp_path, token):
     assert result.returncode == 0, summary     # schemathesis exits 1 on any failed check or error
     generated = re.search(r"(\d+) generated", summary)
     assert generated and int(generated[1]) >= 1000, summary
-    log = server.log.read_text()
-    assert "Traceback" not in log, log[-3000:]
+    log = server.log.read_text()   # BentoML logs client errors (400) with their traceback; never a 5xx
+    assert "status=5" not in log, log[-3000:]
