@@ -84,10 +84,10 @@ def calibrate_cold_offset(scorers: Sequence[Scorer], weights: Sequence[float], h
     rises). Fusing z-scores weighs every case alike, and new products are few among the targets;
     this states the shop's trade-off instead: new products get as much exposure as the allowed
     cost to everyone else buys."""
-    mask = partly_known(weights, [known_items(s) for s in scorers])
+    known = [known_items(s) for s in scorers]
+    mask = partly_known(weights, known)
     if mask is None or not mask.any() or cfg.cold_offset_max == 0:
         return 0.0
-    known = [known_items(s) for s in scorers]
     fused = []
     for chunk in batch_slices(len(histories), batch_size):
         hist, tgt = histories[chunk], targets[chunk]

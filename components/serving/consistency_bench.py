@@ -20,6 +20,7 @@ from components.core.io import write_json
 from components.data.split import load_split
 from components.serving.policies import candidates
 from components.serving.recommender import Recommender, load_recommender
+from components.serving.replay import case_ndcg
 
 log = logging.getLogger(__name__)
 K = 10
@@ -56,7 +57,7 @@ def bench_consistency(params: Params) -> dict:
     for level in tqdm(cfg.consistency_levels, desc="personalisation levels"):
         recommender.serving = base.model_copy(update={"personalisation": level})
         first, second = _slates(recommender, fused_before, before), _slates(recommender, fused_after, after)
-        ndcg = [next((1 / np.log2(r + 2) for r, item in enumerate(s) if item == t), 0.0) for s, t in zip(first, targets)]
+        ndcg = [case_ndcg(list(s), t, K) for s, t in zip(first, targets)]
         jaccard = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(first, second)]
         levels.append({"personalisation": level, f"ndcg@{K}": round(float(np.mean(ndcg)), 6),
                        "slate_jaccard": round(float(np.mean(jaccard)), 6),
