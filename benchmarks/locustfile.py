@@ -9,7 +9,7 @@ import os
 import random
 import uuid
 
-from locust import HttpUser, constant_throughput, task
+from locust import FastHttpUser, constant_throughput, task
 
 ENDPOINT = os.environ["INTEREST_BENCH_ENDPOINT"]
 with open(os.environ["INTEREST_BENCH_USERS_FILE"]) as fh:
@@ -19,7 +19,7 @@ with open(os.environ["INTEREST_BENCH_ITEMS_FILE"]) as fh:
 HEADERS = {"authorization": f"Bearer {os.environ['INTEREST_SERVICE_TOKEN']}"}
 
 
-class Shop(HttpUser):
+class Shop(FastHttpUser):
     wait_time = constant_throughput(1.0)
 
     @task

@@ -18,6 +18,7 @@ from typing import Iterator, Literal
 import bentoml
 import pandas as pd
 from pydantic import BaseModel, Field
+from threadpoolctl import threadpool_limits
 
 from components.core.config import load_params
 from components.core.errors import InterestError
@@ -107,13 +108,14 @@ def _as_bad_request() -> Iterator[None]:
         raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
-@bentoml.service(name="interest", traffic={"timeout": 30}, endpoints={"livez": "/livez", "readyz": "/readyz"})
+@bentoml.service(name="interest", traffic={"timeout": 30}, threads=LIMITS.threads, endpoints={"livez": "/livez", "readyz": "/readyz"})
 class InterestService:
     def __init__(self) -> None:
         from components.core.log import configure_logging
         from components.serving.app import ServingApp
 
         configure_logging()
+        threadpool_limits(LIMITS.blas_threads, user_api="blas")   # requests run in parallel threads already
         self.app = ServingApp(PARAMS, os.environ.get(TAG_ENV) or None)
         self.token = service_token(PARAMS.path(PARAMS.serving.token_file))
 
@@ -127,7 +129,7 @@ class InterestService:
                   text: str | None = Field(None, max_length=LIMITS.max_text, description="a statement of interests"),
                   k: int | None = Field(None, ge=1, le=LIMITS.max_k, description="list length (default serving.top_k)"),
                   exclude: list[str] | None = Field(None, max_length=LIMITS.max_list, description="item ids never to show"),
-                  policy: Literal["greedy", "epsilon_greedy", "softmax"] | None = Field(
+                  policy: Literal["greedy", "epsilon_greedy", "softmax", "thompson"] | None = Field(
                       None, description="how to draw the list (default: the arm's, else serving.policy)"),
                   session_id: str | None = Field(None, min_length=1, max_length=200, description=(
                       "the same session gets the same list for serving.session_ttl_seconds, unless it sent feedback")),

@@ -97,7 +97,7 @@ def recommend(user: Optional[str] = typer.Option(None, "--user", "-u", help="a k
               text: Optional[str] = typer.Option(None, "--text", "-t", help="a shopper's statement of interests"),
               k: Optional[int] = typer.Option(None, "--k", help="list length (default serving.top_k)"),
               exclude: Optional[str] = typer.Option(None, "--exclude", help="comma-separated item ids never to show"),
-              policy: Optional[str] = typer.Option(None, "--policy", help="greedy, epsilon_greedy or softmax (default serving.policy)"),
+              policy: Optional[str] = typer.Option(None, "--policy", help="greedy, epsilon_greedy, softmax or thompson (thompson: its score prior only here, no served feedback) (default serving.policy)"),
               tag: Optional[str] = typer.Option(None, "--tag", help="registered model version (default: production, else the latest)"),
               bundle: Optional[Path] = typer.Option(None, "--bundle", help="a bundle folder instead of the registry"),
               params: Optional[Path] = ParamsOpt) -> None:

@@ -242,7 +242,7 @@ class ArmParams(_Section):
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1)
     tag: str | None = None      # a registered version; none = the production one (hot-swapped)
-    policy: Literal["greedy", "epsilon_greedy", "softmax"] | None = None   # none = serving.policy
+    policy: Literal["greedy", "epsilon_greedy", "softmax", "thompson"] | None = None   # none = serving.policy
 
 
 class ServingParams(_Section):
@@ -252,10 +252,14 @@ class ServingParams(_Section):
     device: str
     added_items_dir: Path
     token_file: Path
-    policy: Literal["greedy", "epsilon_greedy", "softmax"]
+    policy: Literal["greedy", "epsilon_greedy", "softmax", "thompson"]
     epsilon: float = Field(ge=0, le=1)
     temperature: float = Field(gt=0)
     explore_pool: int = Field(gt=0)
+    thompson_prior_rate: float = Field(gt=0, lt=1)
+    thompson_prior_shows: float = Field(gt=0)
+    thompson_grid: int = Field(ge=16)
+    feedback_counts_seconds: float = Field(ge=0)
     personalisation: float = Field(ge=0, le=1)
     thin_history: int = Field(ge=0)
     session_ttl_seconds: float = Field(ge=0)
@@ -267,6 +271,8 @@ class ServingParams(_Section):
     max_text: int = Field(gt=0)
     max_k: int = Field(gt=0)
     max_body_bytes: int = Field(gt=0)
+    threads: int = Field(ge=1)
+    blas_threads: int = Field(ge=1)
     batch_max: int = Field(ge=1)
     batch_wait_ms: float = Field(ge=0)
 

@@ -71,6 +71,14 @@ def pseudonym_key(params: Params, environ: dict[str, str] | None = None) -> byte
     return key.encode("utf-8")
 
 
+def shop_ids(params: Params, pseudonyms: set[str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The raw shop ids (as the front end sends them) of the given pseudonymised shoppers, each
+    with its pseudonym, in the data's order: what a client of the service would send."""
+    key, length = pseudonym_key(params, environ), params.ingest.pseudonym_length
+    raw = pd.unique(read_dataset(params).interactions["user"].astype(str))
+    return {r: p for r in raw if (p := pseudonym(r, key, length)) in pseudonyms}
+
+
 def _typed(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     out = pd.DataFrame(index=df.index)
     for name, dtype in columns.items():

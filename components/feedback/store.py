@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from components.core.config import Params
 from components.core.errors import InterestError
-from components.feedback.events import ENGAGEMENTS, Event
+from components.feedback.events import CLICK, ENGAGEMENTS, IMPRESSION, Event
 from components.feedback.schema import events, slates
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def store_url(params: Params) -> str:
 
 
 def open_store(params: Params) -> "FeedbackStore":
-    return FeedbackStore(store_url(params), params.serving.slate_flush_seconds)
+    return FeedbackStore(store_url(params), params.serving.slate_flush_seconds, params.serving.threads)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -65,12 +66,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connections: int = 5) -> Engine:
+    """`connections`: kept open for as many request threads; fewer would be opened and closed
+    per request (for SQLite, with its pragmas each time)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=connections)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=connections)
 
 
 def migrate(engine: Engine) -> str:
@@ -89,9 +92,9 @@ def current_revision(engine: Engine) -> str | None:
 
 
 class FeedbackStore:
-    def __init__(self, url: str, flush_seconds: float = 0.2):
+    def __init__(self, url: str, flush_seconds: float = 0.2, connections: int = 5):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, connections)
         try:
             self.revision = migrate(self.engine)
         except SQLAlchemyError as exc:
@@ -101,6 +104,8 @@ class FeedbackStore:
         self._pending: list[dict] = []
         self._lock = threading.Lock()
         self._writing = threading.Lock()
+        self._queued_events: list[tuple[list[Event], Future]] = []
+        self._committing = threading.Lock()   # the group commit's leader holds it
         self._flush_seconds = flush_seconds
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_slates, name="slate-writer", daemon=True)
@@ -142,22 +147,63 @@ class FeedbackStore:
     # ------------------------------------------------------------------ feedback events
     def record(self, batch: Iterable[Event]) -> tuple[int, int]:
         """Store the events in one transaction; returns (new, already stored). Impressions and
-        engagements with a request_id get the position and propensity their slate showed them with."""
+        engagements with a request_id get the position and propensity their slate showed them with.
+
+        Group commit: concurrent calls queue their batches, and whichever holds the commit lock
+        writes every queued batch in one transaction (one fsync for all); each call returns once
+        the transaction holding its batch has committed. If that transaction fails, the batches
+        are retried one by one, so a bad batch fails alone."""
         batch = list(batch)
         if not batch:
             return 0, 0
+        future: Future = Future()
+        with self._lock:
+            self._queued_events.append((batch, future))
+        while not future.done():
+            with self._committing:
+                if not future.done():
+                    with self._lock:
+                        group, self._queued_events = self._queued_events, []
+                    self._commit(group)
+        return future.result()
+
+    def _commit(self, group: list[tuple[list[Event], Future]]) -> None:
+        try:
+            results = self._insert_events([batch for batch, _ in group])
+        except SQLAlchemyError as exc:
+            if len(group) == 1:
+                group[0][1].set_exception(exc)
+                return
+            for one in group:
+                self._commit([one])
+            return
+        for (_, future), result in zip(group, results):
+            future.set_result(result)
+
+    def _insert_events(self, batches: list[list[Event]]) -> list[tuple[int, int]]:
+        """One transaction for all the batches; (new, already stored) per batch, in order (an
+        event id sent twice is new only where it first appears)."""
         self.flush()
         now = time.time()
         with self.engine.begin() as connection:
-            shown = self._shown(connection, {e.request_id for e in batch if e.request_id})
+            shown = self._shown(connection, {e.request_id for b in batches for e in b if e.request_id})
             rows = []
-            for e in batch:
+            for e in (e for b in batches for e in b):
                 position, propensity, model_tag = shown.get((e.request_id, e.item), (None, None, None))
                 rows.append({**asdict(e), "position": position, "propensity": propensity,
                              "model_tag": model_tag, "received_at": now})
-            new = connection.execute(self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
-                                     .returning(events.c.event_id), rows).all()
-        return len(new), len(batch) - len(new)
+            inserted = {r[0] for r in connection.execute(
+                self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(events.c.event_id), rows)}
+        results = []
+        for batch in batches:
+            new = 0
+            for e in batch:
+                if e.event_id in inserted:
+                    inserted.discard(e.event_id)
+                    new += 1
+            results.append((new, len(batch) - new))
+        return results
 
     @staticmethod
     def _shown(connection, request_ids: set[str]) -> dict[tuple[str, str], tuple[int, float, str]]:
@@ -176,6 +222,16 @@ class FeedbackStore:
                 select(events.c.item).where(events.c.user == user, events.c.kind.in_(ENGAGEMENTS))
                 .order_by(func.coalesce(events.c.at, events.c.received_at), events.c.id))
             return [r[0] for r in rows]
+
+    def item_counts(self) -> dict[str, tuple[int, int]]:
+        """Impressions and clicks per item over all served feedback: item -> (shows, clicks)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(events.c.item, events.c.kind, func.count())
+                                      .where(events.c.kind.in_((IMPRESSION, CLICK))).group_by(events.c.item, events.c.kind))
+            counts: dict[str, list[int]] = {}
+            for item, kind, n in rows:
+                counts.setdefault(item, [0, 0])[kind == CLICK] = n
+        return {item: (shows, clicks) for item, (shows, clicks) in counts.items()}
 
     def last_event_at(self, user: str) -> float | None:
         """When the shopper's newest event arrived (sessions reuse a slate only until new feedback)."""

@@ -21,7 +21,9 @@ from components.feedback.store import FeedbackStore, open_store
 from components.serving.added_items import new_items_table
 from components.serving.arms import assign_arm
 from components.serving.hot_swap import LiveRecommender
-from components.serving.recommender import Recommender, UnknownItems, add_and_keep, catch_up_added
+from components.serving.item_feedback import ItemFeedbackCounts
+from components.serving.policies import THOMPSON
+from components.serving.recommender import Ranked, Recommender, UnknownItems, add_and_keep, catch_up_added
 from components.serving.sessions import SessionSlates
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class ServingApp:
         cfg = params.serving
         self._key, self._key_length = pseudonym_key(params), params.ingest.pseudonym_length
         self.store: FeedbackStore = open_store(params)
+        self.item_feedback = ItemFeedbackCounts(self.store, cfg.feedback_counts_seconds)
         pinned = {arm.tag for arm in cfg.arms if arm.tag} | ({tag} if tag else set())
         self._live = {t: LiveRecommender(params, t).start() for t in pinned}
         if any(arm.tag is None for arm in cfg.arms) and tag is None:
@@ -86,9 +89,11 @@ class ServingApp:
             return answer
         recommender = self._live_of(arm).current   # held for the whole request: a swap can't split it
         since = self._engaged_since_training(recommender, who) if who else ()
-        table = recommender.recommend(user=who, items=items, text=text, k=k, exclude=exclude,
-                                      policy=policy or arm.policy, since_training=since, hide_history=hide_history)
-        answer = self._answer(request_id, recommender.tag, arm.name, table)
+        policy = policy or arm.policy or self.params.serving.policy
+        feedback = self.item_feedback.current() if policy == THOMPSON else None
+        ranked = recommender.rank(user=who, items=items, text=text, k=k, exclude=exclude, policy=policy,
+                                  since_training=since, hide_history=hide_history, feedback=feedback)
+        answer = self._answer(request_id, recommender.tag, arm.name, ranked)
         self._log(answer, who, session_id)
         if session_id:
             self.sessions.put(session_key, who, answer)
@@ -107,15 +112,9 @@ class ServingApp:
         return [i for i in self.store.engaged_items(who) if recommender.knows(i)]
 
     @staticmethod
-    def _answer(request_id: str, tag: str, arm: str, table: pd.DataFrame) -> dict:
-        return {"request_id": request_id, "model_tag": tag, "arm": arm,
-                "by": str(table["by"].iloc[0]) if len(table) else "",
-                "policy": str(table["policy"].iloc[0]) if len(table) else "",
-                "from_session": False,
-                "items": [{"item": item, "title": None if pd.isna(title) else str(title), "score": float(score),
-                           "position": int(position), "propensity": float(propensity)}
-                          for item, title, score, position, propensity in zip(
-                              table["item"], table["title"], table["score"], table["position"], table["propensity"])]}
+    def _answer(request_id: str, tag: str, arm: str, ranked: Ranked) -> dict:
+        return {"request_id": request_id, "model_tag": tag, "arm": arm, "by": ranked.by, "policy": ranked.policy,
+                "from_session": False, "items": ranked.rows()}
 
     def _log(self, answer: dict, who: str | None, session_id: str | None) -> None:
         self.store.log_slate(answer["request_id"], user=who, session_id=session_id, arm=answer["arm"],

@@ -4,7 +4,8 @@ Scoring one history is dominated by fixed costs (the model's forward pass, a pro
 whole catalogue per scorer); scoring 32 at once costs little more than one. A request hands its
 history to the batcher and waits; a worker thread takes whatever has queued (up to max_batch,
 waiting at most max_wait_ms for company once the first arrives), scores the batch in one call
-and hands every request its row. Under light load a request waits at most max_wait_ms.
+and hands every request its row. A request that finds nothing queued and no batch being scored
+scores itself at once, in its own thread: under light load batching costs nothing.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class MicroBatcher:
         self._score, self.max_batch, self.max_wait = score, max_batch, max_wait_ms / 1000
         self._queue: queue.Queue[tuple[Sequence[int], Future]] = queue.Queue()
         self._retired = threading.Event()
+        self._scoring = threading.Lock()   # one scoring pass at a time: a batch, or one idle request
         self._worker = threading.Thread(target=self._work, name="score-batcher", daemon=True)
         self._worker.start()
 
@@ -33,6 +35,11 @@ class MicroBatcher:
         """The scores of one history, computed in a batch with whatever else is waiting."""
         if self._retired.is_set():
             return self._score([history])[0]
+        if self._queue.empty() and self._scoring.acquire(blocking=False):
+            try:   # nobody to batch with
+                return self._score([history])[0]
+            finally:
+                self._scoring.release()
         future: Future = Future()
         self._queue.put((history, future))
         return future.result()
@@ -58,7 +65,8 @@ class MicroBatcher:
                 except queue.Empty:
                     break
             try:
-                rows = self._score([history for history, _ in batch])
+                with self._scoring:
+                    rows = self._score([history for history, _ in batch])
                 for (_, future), row in zip(batch, rows):
                     future.set_result(row)
             except Exception as exc:   # every waiting request gets the error, none hangs

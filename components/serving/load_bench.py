@@ -7,6 +7,8 @@ It starts the service on localhost (the registered recommender, its own feedback
 3. does the same for `feedback`,
 sampling the server's memory throughout; then, with adaptive batching on (serving.batch_max > 1),
 restarts the service without it and holds `recommend` at the target rate again, to compare.
+Last, the same locust load at the target rate against an app that does nothing (benchmarks/
+floor_app.py): the latency this machine and the load generator add by themselves.
 Figures go to benchmark.serve_metrics_file.
 """
 from __future__ import annotations
@@ -22,13 +24,12 @@ from pathlib import Path
 
 from components.core.config import Params
 from components.core.io import write_json
-from components.data.ingest import pseudonym, pseudonym_key
-from components.data.sources.locate import read_dataset
+from components.data.ingest import shop_ids
 from components.data.split import load_split
 from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, case_metrics
 from components.evaluation.ranking import rank_cases
 from components.registry.store import registered
-from components.serving.local_server import BIN, PROJECT_DIR, LocalServer, start_server
+from components.serving.local_server import BIN, PROJECT_DIR, LocalServer, free_port, start_server, wait_ready
 from components.serving.recommender import load_recommender
 from components.serving.replay import replay
 
@@ -37,13 +38,7 @@ LOCUSTFILE = PROJECT_DIR / "benchmarks" / "locustfile.py"
 REPLAY_K = 10
 MEMORY_SAMPLE_SECONDS = 0.5
 SETTLE_SECONDS = 10   # after a run, for the server to drain what an overload left queued
-
-
-def _shop_ids(params: Params, known: set[str]) -> list[str]:
-    """Shop ids (raw, as the front end sends them) of shoppers the served bundle knows."""
-    key, length = pseudonym_key(params), params.ingest.pseudonym_length
-    raw = read_dataset(params).interactions["user"].astype(str).unique()
-    return [r for r in raw if pseudonym(r, key, length) in known]
+FLOOR_STARTUP_SECONDS = 30
 
 
 def _offline_equals_online(params: Params, url: str) -> dict:
@@ -119,7 +114,7 @@ def bench_serve(params: Params) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     recommender = load_recommender(params)
     known = set(recommender.bundle.histories()["user"])
-    (out / "shop_ids.txt").write_text("\n".join(_shop_ids(params, known)))
+    (out / "shop_ids.txt").write_text("\n".join(shop_ids(params, known)))
     (out / "item_ids.txt").write_text("\n".join(recommender.catalogue["item"]))
     token = secrets.token_urlsafe(24)
     for stale in out.glob("feedback.db*"):
@@ -149,8 +144,25 @@ def bench_serve(params: Params) -> dict:
                                                                    cfg.serve_seconds, out, unbatched, "unbatched_")}
         finally:
             server.stop()
+    figures["harness_floor"] = {"at_target": _floor(cfg.serve_rate, cfg.serve_seconds, out, env)}
     write_json(figures, params.path(cfg.serve_metrics_file))
     return figures
+
+
+def _floor(rate: int, seconds: int, out: Path, env: dict[str, str]) -> dict:
+    """locust at `rate` against benchmarks/floor_app.py (uvicorn, one worker, as the service)."""
+    port = free_port()
+    with open(out / "floor.log", "a") as log_file:
+        proc = subprocess.Popen([str(BIN / "uvicorn"), "--app-dir", str(LOCUSTFILE.parent), "floor_app:app",
+                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/", proc, FLOOR_STARTUP_SECONDS, out / "floor.log")
+        return _locust(url, "recommend", rate, seconds, out, env, "floor_")
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def serving_table(figures: dict) -> str:
@@ -169,6 +181,11 @@ def serving_table(figures: dict) -> str:
         run = figures["recommend_unbatched"]["at_target"]
         lines.append(f"{'unbatched':<10} {run['rate']:>7} {run['achieved_rps']:>9} {run['requests']:>9} "
                      f"{run['failures']:>9} {run['p50_ms']:>8.0f} {run['p99_ms']:>8.0f}   (recommend, batch_max 1)")
+    if "harness_floor" in figures:
+        run = figures["harness_floor"]["at_target"]
+        lines.append(f"{'floor':<10} {run['rate']:>7} {run['achieved_rps']:>9} {run['requests']:>9} "
+                     f"{run['failures']:>9} {run['p50_ms']:>8.0f} {run['p99_ms']:>8.0f}   (an app that does nothing: "
+                     "what locust and this machine add)")
     replay_figures = figures["replay"]
     lines.append(f"offline = online: {replay_figures['cases']} test cases over HTTP, NDCG@10 "
                  f"{replay_figures['ndcg@10_http']} vs evaluation {replay_figures['ndcg@10_evaluation']} "

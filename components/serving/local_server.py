@@ -71,15 +71,24 @@ def start_server(env: dict[str, str], log: Path, startup_seconds: float) -> Loca
                                  "--host", "127.0.0.1"], cwd=PROJECT_DIR, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     server = LocalServer(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        wait_ready(f"{server.url}/readyz", proc, startup_seconds, log)
+    except InterestError:
+        server.stop(signal.SIGKILL)
+        raise
+    return server
+
+
+def wait_ready(url: str, proc: subprocess.Popen, startup_seconds: float, log: Path) -> None:
+    """Until `url` answers 200; an error with the end of the log if the process dies or time runs out."""
     deadline = time.monotonic() + startup_seconds
     while True:
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop(signal.SIGKILL)
-            raise InterestError(f"the service did not become ready in {startup_seconds:.0f}s; the end of its log "
+            raise InterestError(f"{url} did not become ready in {startup_seconds:.0f}s; the end of its log "
                                 f"({log}):\n{log.read_text()[-3000:]}")
         time.sleep(0.5)

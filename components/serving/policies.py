@@ -11,19 +11,20 @@ from items a request hides: those score -inf), so exploration stays among plausi
   uniformly random remaining pool item.
 - softmax: Plackett-Luce over the pool, P(item) proportional to exp(score / temperature).
 - thompson: at each position a fresh draw from every remaining pool item's Beta posterior of its
-  click rate (prior + served feedback); the highest draw is shown. Its propensity is
-  P(item's draw is the highest) = integral of f_item(x) * prod_j F_j(x) dx, by quadrature.
+  click rate (a prior from its score + served impressions and clicks); the highest draw is
+  shown. Its propensity is P(item's draw is the highest) = integral of f_item(x) * prod_j F_j(x)
+  dx, by quadrature on serving.thompson_grid points.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from scipy import special
 
 GREEDY, EPSILON_GREEDY, SOFTMAX, THOMPSON = "greedy", "epsilon_greedy", "softmax", "thompson"
-MEMO_ENTRIES = 10_000   # Thompson propensities kept per posterior (the same candidate sets recur)
+TINY = 1e-6   # smallest Beta parameter: a prior mean that underflows stays a valid distribution
 
 
 @dataclass(frozen=True)
@@ -99,45 +100,60 @@ class Softmax:
         return Slate(np.array(items, dtype=np.int64), np.array(props))
 
 
-def prob_highest(alpha: np.ndarray, beta: np.ndarray, grid: int) -> np.ndarray:
-    """P(draw i is the highest) for independent Beta(alpha_i, beta_i) draws, by quadrature."""
-    x = (np.arange(grid) + 0.5) / grid                      # midpoints of (0, 1)
+def beta_on_grid(alpha: np.ndarray, beta: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """pdf and log cdf of Beta(alpha_i, beta_i) at `grid` midpoints of (0, 1): [n, grid] each."""
+    x = (np.arange(grid) + 0.5) / grid
     a, b = alpha[:, None], beta[:, None]
     pdf = np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b))
-    log_cdf = np.log(np.maximum(special.betainc(a, b, x), 1e-300))
-    others = np.exp(log_cdf.sum(0, keepdims=True) - log_cdf)  # prod over j != i of F_j(x)
-    p = (pdf * others).sum(1) / grid
-    return p / p.sum()                                        # quadrature error spread evenly
+    return pdf, np.log(np.maximum(special.betainc(a, b, x), 1e-300))
+
+
+def highest(pdf: np.ndarray, log_cdf: np.ndarray) -> np.ndarray:
+    """P(draw i is the highest) = integral of f_i(x) * prod_(j != i) F_j(x) dx, by quadrature."""
+    others = np.exp(log_cdf.sum(0, keepdims=True) - log_cdf)
+    p = (pdf * others).sum(1)
+    return p / p.sum()   # quadrature error spread evenly
+
+
+def prob_highest(alpha: np.ndarray, beta: np.ndarray, grid: int) -> np.ndarray:
+    """P(draw i is the highest) for independent Beta(alpha_i, beta_i) draws."""
+    return highest(*beta_on_grid(alpha, beta, grid))
 
 
 @dataclass(frozen=True)
 class Thompson:
-    """Beta(prior_clicks + clicks, prior_misses + shows - clicks) per item; counts by item_idx."""
+    """Each pool item's click rate has a Beta posterior: a prior from its score, worth
+    prior_shows impressions, whose mean is prior_rate for the best-scored item and falls by
+    exp(score gap / temperature) below it (so without feedback the model's order still leads),
+    updated by the served impressions and clicks (by item_idx)."""
 
     clicks: np.ndarray
     shows: np.ndarray
-    prior_clicks: float
-    prior_misses: float
+    prior_rate: float
+    prior_shows: float
+    temperature: float
     pool: int
-    grid: int = 1024
+    grid: int
     name: str = THOMPSON
-    _memo: dict = field(default_factory=dict, compare=False, repr=False)   # remaining pool -> P(highest)
+
+    def posterior(self, scores: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.asarray(scores, dtype=np.float64)[pool]
+        mean = self.prior_rate * np.exp((s - s.max()) / self.temperature)
+        clicks = np.minimum(self.clicks[pool], self.shows[pool]).astype(np.float64)
+        alpha = self.prior_shows * mean + clicks
+        beta = self.prior_shows * (1 - mean) + self.shows[pool] - clicks
+        return np.maximum(alpha, TINY), np.maximum(beta, TINY)
 
     def draw(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         pool = candidates(scores, self.pool)
-        alpha = self.prior_clicks + self.clicks[pool]
-        beta = self.prior_misses + self.shows[pool] - self.clicks[pool]
+        alpha, beta = self.posterior(scores, pool)
+        pdf, log_cdf = beta_on_grid(alpha, beta, self.grid)   # once: each position reuses the rows left
         items, props = [], []
         alive = np.ones(len(pool), dtype=bool)
         while alive.any() and len(items) < k:
             live = np.flatnonzero(alive)
-            pick = live[int(np.argmax(rng.beta(alpha[live], beta[live])))]
-            key = tuple(pool[live])   # the posteriors are fixed per instance: the items decide
-            if key not in self._memo:
-                if len(self._memo) >= MEMO_ENTRIES:
-                    self._memo.clear()
-                self._memo[key] = prob_highest(alpha[live], beta[live], self.grid)
-            props.append(self._memo[key][np.flatnonzero(live == pick)[0]])
-            items.append(pool[pick])
-            alive[pick] = False
+            at = int(np.argmax(rng.beta(alpha[live], beta[live])))
+            props.append(highest(pdf[live], log_cdf[live])[at])
+            items.append(pool[live[at]])
+            alive[live[at]] = False
         return Slate(np.array(items, dtype=np.int64), np.array(props))

@@ -9,6 +9,7 @@ at once through the model's text path.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +34,9 @@ from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
 from components.serving.batching import MicroBatcher
-from components.serving.policies import EPSILON_GREEDY, GREEDY, SOFTMAX, EpsilonGreedy, Greedy, Policy, Softmax
+from components.serving.item_feedback import ItemFeedback
+from components.serving.policies import (EPSILON_GREEDY, GREEDY, SOFTMAX, THOMPSON, EpsilonGreedy, Greedy, Policy,
+                                         Softmax, Thompson)
 from components.serving.consistency import blend_with_popularity, personal_weight
 from components.serving.popular_default import popular_diverse_default
 
@@ -41,6 +44,27 @@ log = logging.getLogger(__name__)
 
 # how a list was made, by what the request gave
 BY_USER, BY_ITEMS, BY_TEXT, BY_NOTHING, BY_ITEM = "user", "items", "text", "popular", "similar to item"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A served list, best first: plain arrays, since a table per request costs more than the scoring."""
+    items: np.ndarray
+    titles: np.ndarray
+    scores: np.ndarray
+    propensities: np.ndarray   # the probability that the policy showed each item at its position
+    by: str
+    policy: str
+
+    def rows(self) -> list[dict]:
+        return [{"item": str(item), "title": None if pd.isna(title) else str(title), "score": float(score),
+                 "position": position, "propensity": float(propensity)}
+                for position, (item, title, score, propensity)
+                in enumerate(zip(self.items, self.titles, self.scores, self.propensities), 1)]
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows()).reindex(columns=["item", "title", "score", "position", "propensity"]) \
+            .assign(by=self.by, policy=self.policy)
 
 
 class UnknownItems(InterestError):
@@ -66,6 +90,7 @@ class Recommender:
         self._histories = dict(zip(histories["user"], histories["history"]))
         self._encoder: TextEncoder | None = None
         self._batcher: MicroBatcher | None = None
+        self._feedback_cache: tuple | None = None
         self._rebuild()
 
     def start_batching(self, max_batch: int, max_wait_ms: float) -> None:
@@ -116,6 +141,10 @@ class Recommender:
     def knows(self, item: str) -> bool:
         return item in self._index
 
+    def known_indices(self, items: Sequence[str]) -> list[int]:
+        """item_idx of the items this version knows, in order; the others left out."""
+        return [int(self._index[i]) for i in items if i in self._index]
+
     def item_indices(self, items: Sequence[str]) -> list[int]:
         unknown = [i for i in items if i not in self._index]
         if unknown:
@@ -131,21 +160,41 @@ class Recommender:
         return history
 
     # ------------------------------------------------------------------ answers
-    def policy(self, name: str | None = None) -> Policy:
-        """The slate policy by name (default serving.policy), with its settings from params."""
+    def policy(self, name: str | None = None, feedback: ItemFeedback | None = None) -> Policy:
+        """The slate policy by name (default serving.policy), with its settings from params;
+        thompson learns from `feedback` (none: its prior alone)."""
         cfg = self.serving
         name = name or cfg.policy
+        if name == THOMPSON:
+            shows, clicks = self._feedback_arrays(feedback or ItemFeedback())
+            return Thompson(clicks, shows, cfg.thompson_prior_rate, cfg.thompson_prior_shows, cfg.temperature,
+                            cfg.explore_pool, cfg.thompson_grid)
         policies = {GREEDY: Greedy(), EPSILON_GREEDY: EpsilonGreedy(cfg.epsilon, cfg.explore_pool),
                     SOFTMAX: Softmax(cfg.temperature, cfg.explore_pool)}
         if name not in policies:
-            raise InterestError(f"unknown policy {name!r}: use one of {', '.join(policies)}")
+            raise InterestError(f"unknown policy {name!r}: use one of {', '.join([*policies, THOMPSON])}")
         return policies[name]
 
-    def recommend(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
-                  k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
-                  since_training: Sequence[str] = (), hide_history: bool = True,
-                  rng: np.random.Generator | None = None) -> pd.DataFrame:
-        """k items (item, title, score, position, propensity, by) for one shopper, known by one
+    def _feedback_arrays(self, feedback: ItemFeedback) -> tuple[np.ndarray, np.ndarray]:
+        """(shows, clicks) by item_idx, rebuilt only when the counts were reloaded."""
+        cached = self._feedback_cache
+        if cached is None or cached[0] != (feedback.version, self.n_items):
+            shows, clicks = np.zeros(self.n_items + 1), np.zeros(self.n_items + 1)
+            for item, (shown, clicked) in feedback.counts.items():
+                if (idx := self._index.get(item)) is not None:
+                    shows[idx], clicks[idx] = shown, clicked
+            cached = self._feedback_cache = ((feedback.version, self.n_items), shows, clicks)
+        return cached[1], cached[2]
+
+    def recommend(self, **request) -> pd.DataFrame:
+        """`rank` as a table (item, title, score, position, propensity, by, policy)."""
+        return self.rank(**request).table()
+
+    def rank(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
+             k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
+             since_training: Sequence[str] = (), hide_history: bool = True, feedback: ItemFeedback | None = None,
+             rng: np.random.Generator | None = None) -> Ranked:
+        """k items for one shopper, known by one
         of: a shopper id (pseudonymised; their history plus `since_training`, the items they
         engaged with since), recent item ids (oldest first), a free text; or by nothing (the
         diverse popular default). Items in `exclude`, and unless `hide_history` is off those in
@@ -158,7 +207,7 @@ class Recommender:
         k = k or self.serving.top_k
         if k <= 0:
             raise InterestError(f"k must be a positive list length, got {k}")
-        draw = self.policy(policy)
+        draw = self.policy(policy, feedback)
         hidden = self.item_indices(list(exclude))
         if user:
             items = self.user_history(user, since_training)
@@ -172,7 +221,7 @@ class Recommender:
             scores, by = self._popular_scores(k + len(hidden)), BY_NOTHING
         return self._slate(scores, k, hidden, by, draw, rng)
 
-    def similar_items(self, item: str, k: int | None = None, exclude: Sequence[str] = ()) -> pd.DataFrame:
+    def similar_items(self, item: str, k: int | None = None, exclude: Sequence[str] = ()) -> Ranked:
         """The k items whose model representations are closest (cosine) to `item`'s: a catalogue
         item or one added since training (through its text)."""
         k = k or self.serving.top_k
@@ -183,15 +232,14 @@ class Recommender:
                            BY_ITEM, Greedy())
 
     def _slate(self, scores: np.ndarray, k: int, hidden: Sequence[int], by: str, policy: Policy,
-               rng: np.random.Generator | None = None) -> pd.DataFrame:
-        """k items drawn by the policy, never a hidden one or the padding item, as the answer table."""
+               rng: np.random.Generator | None = None) -> Ranked:
+        """k items drawn by the policy, never a hidden one or the padding item."""
         scores = np.array(scores, dtype=np.float64)
         scores[list(hidden)] = -np.inf
         scores[0] = -np.inf
         slate = policy.draw(scores, k, rng or np.random.default_rng())
-        return pd.DataFrame({"item": self._ids[slate.items], "title": self._titles[slate.items],
-                             "score": scores[slate.items].round(4), "position": np.arange(1, len(slate.items) + 1),
-                             "propensity": slate.propensities.round(6), "by": by, "policy": policy.name})
+        return Ranked(self._ids[slate.items], self._titles[slate.items], scores[slate.items].round(4),
+                      slate.propensities.round(6), by, policy.name)
 
     def personalised(self, scores: np.ndarray, n_history: int) -> np.ndarray:
         """The fused scores of a history of n_history items, blended toward popularity as

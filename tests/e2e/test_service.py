@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from components.core.config import load_params
-from components.data.ingest import pseudonym, pseudonym_key
-from components.data.sources.locate import read_dataset
+from components.data.ingest import shop_ids
 from components.data.split import load_split
 from components.evaluation.metrics import HEADLINE_SUBSET
 from components.registry.promotion import promote
@@ -60,10 +59,8 @@ def known_raw_shopper(served_sample) -> tuple[str, list[str]]:
     """A shop id of a shopper in the training data, with their history (the bundle holds only pseudonyms)."""
     histories = load_recommender(served_sample).bundle.histories()
     known = dict(zip(histories["user"], histories["history"]))
-    key, length = pseudonym_key(served_sample, {}), served_sample.ingest.pseudonym_length
-    for raw in read_dataset(served_sample).interactions["user"].astype(str).unique():
-        if (p := pseudonym(raw, key, length)) in known:
-            return raw, list(known[p])
+    for raw, p in shop_ids(served_sample, set(known), environ={}).items():
+        return raw, list(known[p])
     pytest.fail("no raw shopper of the sample is in the bundle")
 
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from components.registry.store import store_home
-from tests.e2e.helpers import BIN, ROOT, clean_env
+from tests.e2e.helpers import BIN, clean_env
 from tests.e2e.service_process import start_service
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,7 @@ def test_no_generated_request_gets_a_5xx(served_sample, tmp_path, token):
             [str(BIN / "st"), "run", f"{server.url}/docs.json", "--checks", "not_a_server_error",
              "--max-examples", str(EXAMPLES), "--seed", "7", "--workers", "1", "--request-timeout", "60",
              "--no-color", "--report", "junit", "--report-dir", str(tmp_path / "report"), *headers],
-            cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=1800)
+            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=1800)   # its cache lands there
     finally:
         server.stop()
     summary = result.stdout[-4000:]

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy.exc import SQLAlchemyError
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -32,6 +35,26 @@ def test_the_migrated_schema_is_the_declared_one(store):
     assert store.revision == current_revision(store.engine) == "0001"
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_concurrent_batches_commit_together_and_a_bad_one_fails_alone(store):
+    """32 clients at once (group commit): each gets its own counts, a batch that breaks the
+    schema is refused without taking the others with it, and a resent event is stored once."""
+    start = threading.Barrier(32)
+
+    def send(n: int):
+        start.wait()
+        if n == 7:
+            return store.record([click("bad-a"), Event(event_id="bad-b", kind=None, user="u", item="i")])
+        return store.record([click(f"e{n}", user=f"u{n}"), click(f"e{n}-again" if n % 2 else "shared")])
+
+    with ThreadPoolExecutor(32) as pool:
+        futures = [pool.submit(send, n) for n in range(32)]
+    results = {n: f.exception() or f.result() for n, f in enumerate(futures)}
+    assert isinstance(results.pop(7), SQLAlchemyError)
+    assert sum(new for new, _ in results.values()) == store.count() == 31 + 15 + 1   # "shared" once
+    assert sum(dup for _, dup in results.values()) == 15
+    assert all(new >= 1 for new, _ in results.values())
 
 
 def test_an_event_sent_twice_is_stored_once(store):

@@ -84,7 +84,7 @@ def test_exploring_policies_keep_to_the_pool_and_log_their_propensities(served):
     greedy = served.recommend(items=history, k=10)
     assert greedy["policy"].iloc[0] == "greedy" and (greedy["propensity"] == 1).all()
     pool = set(served.recommend(items=history, k=served.serving.explore_pool)["item"])
-    for name in ("epsilon_greedy", "softmax"):
+    for name in ("epsilon_greedy", "softmax", "thompson"):
         a = served.recommend(items=history, k=10, policy=name, rng=np.random.default_rng(3))
         b = served.recommend(items=history, k=10, policy=name, rng=np.random.default_rng(3))
         assert a.equals(b) and set(a["item"]) <= pool and not set(a["item"]) & set(history)

@@ -52,3 +52,29 @@ def test_no_personalisation_gives_every_shopper_the_popular_ranking(served_sampl
     finally:
         app.close()
     assert all(lst == lists[0] for lst in lists)
+
+
+def test_thompson_learns_from_served_clicks(served_sample, tmp_path):
+    """An item the model ranks low in the pool, shown often and clicked often, comes first more
+    often once the counts reload; its logged propensity says so too."""
+    env = {"INTEREST__SERVING__STORE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
+           "INTEREST__SERVING__FEEDBACK_COUNTS_SECONDS": "0"}
+    app = ServingApp(load_params(served_sample.root / "params.yaml", environ=env))
+    try:
+        history = list(app.recommender.bundle.histories()["history"].iloc[0])
+
+        def first_place_share(item: str) -> float:
+            answers = [app.recommend(items=history, k=3, policy="thompson") for _ in range(60)]
+            assert all(a["policy"] == "thompson" and 0 < a["items"][0]["propensity"] <= 1 for a in answers)
+            return sum(a["items"][0]["item"] == item for a in answers) / len(answers)
+
+        pool = app.recommend(items=history, k=app.params.serving.explore_pool)["items"]
+        favourite = pool[-1]["item"]   # the pool's lowest-scored item
+        before = first_place_share(favourite)
+        events = [FeedbackInput(f"s-{n}", "impression", f"u-{n}", favourite) for n in range(200)]
+        events += [FeedbackInput(f"c-{n}", "click", f"u-{n}", favourite) for n in range(150)]
+        app.feedback(events)
+        after = first_place_share(favourite)
+    finally:
+        app.close()
+    assert before < 0.1 and after > 0.8, (before, after)

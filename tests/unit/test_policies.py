@@ -15,7 +15,7 @@ POLICIES = {
     "epsilon_greedy": EpsilonGreedy(epsilon=0.3, pool=5),
     "softmax": Softmax(temperature=0.7, pool=5),
     "thompson": Thompson(clicks=np.array([0, 9, 3, 1, 4, 0, 0, 2]), shows=np.array([0, 30, 20, 5, 12, 3, 0, 10]),
-                         prior_clicks=1.0, prior_misses=1.0, pool=5, grid=1024),
+                         prior_rate=0.3, prior_shows=4.0, temperature=1.0, pool=5, grid=1024),
 }
 
 
@@ -56,3 +56,15 @@ def test_propensities_match_empirical_frequencies(name):
 def test_probability_of_being_highest_sums_to_one_and_orders_by_mean():
     p = prob_highest(np.array([10.0, 2.0, 2.0]), np.array([2.0, 10.0, 10.0]), grid=2048)
     assert p.sum() == pytest.approx(1.0) and p[0] > 0.99 and p[1] == pytest.approx(p[2])
+
+
+def test_thompson_without_feedback_follows_the_scores_and_feedback_moves_it():
+    pool = candidates(SCORES, 5)
+    zero = np.zeros(len(SCORES))
+    prior = Thompson(zero, zero, prior_rate=0.1, prior_shows=20.0, temperature=1.0, pool=5, grid=1024)
+    p = prob_highest(*prior.posterior(SCORES, pool), grid=1024)
+    assert list(np.argsort(-p)) == list(range(5))        # the model's order leads while nothing is known
+    clicked = np.where(np.arange(len(SCORES)) == 4, 30.0, 0.0)    # item 4 (ranked 5th) clicked 30 of 40
+    shown = np.where(np.arange(len(SCORES)) == 4, 40.0, 0.0)
+    learnt = Thompson(clicked, shown, prior_rate=0.1, prior_shows=20.0, temperature=1.0, pool=5, grid=1024)
+    assert np.argmax(prob_highest(*learnt.posterior(SCORES, pool), grid=1024)) == list(pool).index(4)

@@ -1,14 +1,18 @@
-"""A/B arm assignment, the personalisation blend, session slates and the request guard."""
+"""A/B arm assignment, the personalisation blend, session slates, the request guard and the
+adaptive batcher."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from components.core.config import ArmParams
 from components.serving.arms import assign_arm
+from components.serving.batching import MicroBatcher
 from components.serving.request_guard import RequestGuard
 from components.serving.consistency import blend_with_popularity, personal_weight
 from components.serving.sessions import SessionSlates
@@ -87,3 +91,22 @@ def test_bodies_over_the_limit_get_413_before_the_app_sees_them(length):
 def test_bodies_that_are_not_json_get_415():
     assert _call(5000, b"k=3", True, b"application/x-www-form-urlencoded") == (415, False)
     assert _call(5000, b"{}", True, b"application/json; charset=utf-8") == (200, True)
+
+
+def test_batcher_scores_an_idle_request_at_once_and_concurrent_ones_together():
+    calls: list[tuple[int, str]] = []
+
+    def score(histories):
+        calls.append((len(histories), threading.current_thread().name))
+        time.sleep(0.02)   # long enough for others to queue behind it
+        return np.array([[float(sum(h))] for h in histories])
+
+    batcher = MicroBatcher(score, max_batch=8, max_wait_ms=5)
+    try:
+        assert batcher.score([1, 2])[0] == 3.0 and calls == [(1, threading.current_thread().name)]
+        with ThreadPoolExecutor(16) as pool:
+            rows = list(pool.map(lambda n: batcher.score([n, 1])[0], range(32)))
+    finally:
+        batcher.retire()
+    assert rows == [n + 1.0 for n in range(32)]                  # every request gets its own row
+    assert max(size for size, _ in calls) > 1 and len(calls) < 32  # and some were scored together
