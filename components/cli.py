@@ -128,6 +128,20 @@ def promote(tag: Optional[str] = typer.Argument(None, help="the version to put i
     _echo_json(undo(p) if rollback else run(p, tag))
 
 
+@app.command("monitor-feedback")
+def monitor_feedback(params: Optional[Path] = ParamsOpt) -> None:
+    """Check the feedback stored since the last pass and compute the online metrics.
+
+    Events failing the feedback suite (expectations/feedback.json: unknown items or event kinds,
+    a bot flood, ...) are quarantined with the expectation they failed; the rest are kept under
+    monitor.out_dir. CTR, cart and purchase rates, coverage, the share of new products shown and
+    NDCG@k against the next action, per model version, arm and policy, go to
+    monitor.metrics_file and monitor.plot_file."""
+    from components.monitoring.monitor import monitor
+
+    _echo_json(monitor(_params(params)))
+
+
 @app.command("params-for")
 def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all its outputs go to"),
                dataset: Optional[str] = typer.Option(None, "--dataset", help="data.dataset of the copy, e.g. Scientific"),

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 # set to a folder, every step run writes <step>.json there: the params.yaml keys it read
 READS_ENV = "INTEREST_RECORD_PARAMS_READS"
+# the DAGs: where the project (its params.yaml) is, and how often a failed task is retried
+PROJECT_DIR_ENV = "INTEREST_PROJECT_DIR"
+RETRIES_ENV = "INTEREST_TASK_RETRIES"
+RETRY_DELAY_MINUTES = 5
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,38 @@ STEPS: tuple[Step, ...] = (
          "The bundle holds the cold-start model, the fusion weights, the baselines' fitted tables, the "
          "catalogue and the known shoppers; its metadata holds its own test figures, the params that "
          "made it and the data version. Prints the tag."),
+    Step("gate", "components.deployment.gate",
+         "Promote the new candidate only if it is not worse than production on the newest test cases.",
+         "Scores both versions' served recommenders with the same code on the same cases (NDCG@10, and "
+         "Recall@10 of new-product targets; tolerances in gate.*); the first candidate is promoted. Writes "
+         "gate.metrics_file and the decision into the candidate's metadata; a rerun decides nothing twice."),
+    Step("build_bento", "components.deployment.bento_build",
+         "Build the deployable bento (bentoml build) for the version in production.",
+         "Labels it with the model tag; a bento already built for that tag is reused. Writes "
+         "gate.bento_record_file (the bento's tag)."),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+
+
+def dag_settings() -> dict[str, Any]:
+    """What the project's DAGs share: no backfill, one run at a time (a run's outputs, or the
+    feedback watermark, are shared with the next), and failed tasks retried
+    $INTEREST_TASK_RETRIES times (default 2; tests set 0 so a failure shows at once)."""
+    from datetime import datetime, timedelta, timezone
+
+    return {"start_date": datetime(2025, 1, 1, tzinfo=timezone.utc), "catchup": False, "max_active_runs": 1,
+            "default_args": {"owner": "interest-platform", "retries": int(os.environ.get(RETRIES_ENV, "2")),
+                             "retry_delay": timedelta(minutes=RETRY_DELAY_MINUTES)}}
+
+
+def project_params(dag_file: str) -> "Params":
+    """A task's params: $INTEREST_PROJECT_DIR/params.yaml (default: the folder above dags/), read
+    when the task runs, so a params.yaml edit applies to the next run."""
+    from components.core.config import load_params
+    from components.core.log import configure_logging
+
+    configure_logging()
+    return load_params(Path(os.environ.get(PROJECT_DIR_ENV) or Path(dag_file).resolve().parents[1]) / "params.yaml")
 
 
 def get_step(name: str) -> Step:

@@ -1,6 +1,7 @@
 """The interest model's training pipeline on Airflow, one task per pipeline step, in the order of
 components.pipeline.STEPS (ingest -> validate -> split -> embed -> train -> finetune_cold ->
-evaluate -> evaluate_cold -> register).
+evaluate -> evaluate_cold -> register -> gate -> build_bento): a new model reaches production only
+through the gate, and the production version's bento is built last.
 
 Each task loads params.yaml and runs the same step as the matching `interest` command and
 `dvc repro` stage, so Airflow adds scheduling, retries and history but no logic of its own. Tasks
@@ -16,16 +17,10 @@ so that a failure shows at once.
 """
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
 from airflow.sdk import Asset, chain, dag, get_current_context, task
 
-from components.pipeline import STEPS  # names only: a step's code is imported when its task runs
+from components.pipeline import STEPS, dag_settings, project_params  # a step's code is imported when its task runs
 
-PROJECT_DIR_ENV = "INTEREST_PROJECT_DIR"
-RETRIES_ENV = "INTEREST_TASK_RETRIES"
 VALIDATED_DATA = Asset(name="interest_validated_data", group="interest")
 OUTLETS = {"validate": [VALIDATED_DATA]}   # step -> the assets a successful run of it updates
 
@@ -33,13 +28,9 @@ OUTLETS = {"validate": [VALIDATED_DATA]}   # step -> the assets a successful run
 def run_step(step_name: str) -> dict:
     """A task's body: the step on params.yaml read at run time, not parse time, so a params.yaml
     edit applies to the next run."""
-    from components.core.config import load_params
-    from components.core.log import configure_logging
     from components.pipeline import run_step as run
 
-    configure_logging()
-    project_dir = Path(os.environ.get(PROJECT_DIR_ENV) or Path(__file__).resolve().parents[1])
-    summary = run(step_name, load_params(project_dir / "params.yaml"))
+    summary = run(step_name, project_params(__file__))
     for asset in OUTLETS.get(step_name, []):
         get_current_context()["outlet_events"][asset].extra = summary["outputs"]
     return summary
@@ -49,15 +40,8 @@ def run_step(step_name: str) -> dict:
     dag_id="interest_training",
     doc_md=__doc__,
     schedule="@daily",
-    start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,  # runs write the same output folders
     tags=["interest-platform", "training"],
-    default_args={
-        "owner": "interest-platform",
-        "retries": int(os.environ.get(RETRIES_ENV, "2")),
-        "retry_delay": timedelta(minutes=5),
-    },
+    **dag_settings(),
 )
 def interest_training():
     chain(*(task(run_step, task_id=step.name, outlets=OUTLETS.get(step.name, []),

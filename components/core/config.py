@@ -42,8 +42,8 @@ class _Section(BaseModel):
         value = super().__getattribute__(name)
         if name[0] != "_" and name in type(self).model_fields and not isinstance(value, _Section):
             reads = _reads.get()
-            if reads is not None:
-                reads.add(f"{self._key}.{name}" if self._key else name)
+            if reads is not None and self._key:   # no key: not from params.yaml (e.g. a bundle's settings)
+                reads.add(f"{self._key}.{name}")
         return value
 
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:
@@ -215,6 +215,26 @@ class RegistryParams(_Section):
     record_file: Path
 
 
+class GateParams(_Section):
+    ndcg_tolerance: float = Field(ge=0, lt=1)
+    cold_recall_tolerance: float = Field(ge=0, lt=1)
+    cases: int = Field(ge=0)
+    metrics_file: Path
+    bento_record_file: Path
+
+
+class MonitorParams(_Section):
+    max_events_per_minute: int = Field(gt=0)
+    on_failure: dict[str, Literal["quarantine", "stop"]]
+    k: int = Field(gt=0)
+    next_action_seconds: float = Field(gt=0)
+    state_file: Path
+    out_dir: Path
+    reports_dir: Path
+    metrics_file: Path
+    plot_file: Path
+
+
 class ColdStartParams(_Section):
     adapter_hidden: int = Field(gt=0)
     epochs: int = Field(gt=0)
@@ -294,6 +314,8 @@ class Params(_Section):
     train: TrainParams
     coldstart: ColdStartParams
     registry: RegistryParams
+    gate: GateParams
+    monitor: MonitorParams
     baselines: BaselinesParams
     fusion: FusionParams
     evaluate: EvaluateParams

@@ -166,7 +166,7 @@ def check_policies(suites: dict[str, list[Expectation]], on_failure: dict[str, s
 
 
 # --------------------------------------------------------------------------- GX run
-def _context(docs_dir: Path) -> EphemeralDataContext:
+def gx_context(docs_dir: Path) -> EphemeralDataContext:
     """In-memory stores; only the Data Docs site is on disk. Analytics and progress bars off."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -287,7 +287,7 @@ def validate(params: Params) -> ValidationReport:
     reports_dir = params.path(cfg.reports_dir)
     docs_dir = reports_dir / "data_docs"
     shutil.rmtree(docs_dir, ignore_errors=True)  # the site shows this run only
-    context = _context(docs_dir)
+    context = gx_context(docs_dir)
     source = context.data_sources.add_pandas(name="ingested")
     now = int(time.time())
     catalogue: list[str] = []

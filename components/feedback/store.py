@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import pandas as pd
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -232,6 +233,22 @@ class FeedbackStore:
             for item, kind, n in rows:
                 counts.setdefault(item, [0, 0])[kind == CLICK] = n
         return {item: (shows, clicks) for item, (shows, clicks) in counts.items()}
+
+    def events_between(self, since: float, until: float) -> pd.DataFrame:
+        """Events that arrived in [since, until), oldest first, with every column but the row id."""
+        columns = [c for c in events.c if c.name != "id"]
+        query = (select(*columns).where(events.c.received_at >= since, events.c.received_at < until)
+                 .order_by(events.c.received_at, events.c.id))
+        with self.engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in columns])
+
+    def slates_between(self, since: float, until: float) -> pd.DataFrame:
+        """Slates served in [since, until), oldest first; `items` as [[item, score, propensity], ...]."""
+        self.flush()
+        query = (select(*slates.c).where(slates.c.served_at >= since, slates.c.served_at < until)
+                 .order_by(slates.c.served_at))
+        with self.engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in slates.c])
 
     def last_event_at(self, user: str) -> float | None:
         """When the shopper's newest event arrived (sessions reuse a slate only until new feedback)."""

@@ -8,6 +8,7 @@ process environment, so two stores can be used side by side in one process.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -38,24 +39,50 @@ def model_store(params: Params):
     return ModelStore(store_home(params) / "models")
 
 
-def _without_none(obj):
+def without_none(obj):
     """BentoML metadata takes basic types only: an absent value (e.g. no dvc.lock outside DVC,
     as under Airflow) is left out rather than stored as None."""
     if isinstance(obj, dict):
-        return {k: _without_none(v) for k, v in obj.items() if v is not None}
+        return {k: without_none(v) for k, v in obj.items() if v is not None}
     if isinstance(obj, list):
-        return [_without_none(v) for v in obj if v is not None]
+        return [without_none(v) for v in obj if v is not None]
     return obj
 
 
+def bundle_digest(folder: Path) -> str:
+    """sha256 over a bundle's files (names and bytes): the same inputs give the same bundle."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def stored_versions(params: Params) -> list:
+    """Every stored version of registry.model_name (none yet: an empty list)."""
+    from bentoml.exceptions import NotFound
+
+    try:
+        return model_store(params).list(params.registry.model_name)
+    except NotFound:
+        return []
+
+
 def register(params: Params) -> dict[str, Any]:
-    """Store the bundle as a candidate version; returns the tag and what was recorded."""
+    """Store the bundle as a candidate version; returns the tag and what was recorded. A bundle
+    already stored (same digest: a retried task, a rerun on the same inputs) is not stored twice."""
     import bentoml
 
     labels = {"stage": "candidate", "served": SERVED, "dataset": params.data.dataset}
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
         manifest = write_bundle(params, Path(tmp))
-        metadata = _without_none({
+        digest = bundle_digest(Path(tmp))
+        same = [m for m in stored_versions(params) if m.info.metadata.get("bundle_sha256") == digest]
+        if same:
+            log.info("this bundle is stored already, as %s: not registered again", same[0].tag)
+            return _record(params, str(same[0].tag), dict(same[0].info.labels), manifest)
+        metadata = without_none({
+            "bundle_sha256": digest,
             "test_metrics": headline(manifest),                       # the served recommender's
             "model_test_metrics": headline(manifest, COLD_MODEL_SCORER_NAME),
             "fusion_weights": manifest["fusion_weights"],
@@ -69,10 +96,15 @@ def register(params: Params) -> dict[str, Any]:
         with bentoml.models.create(params.registry.model_name, labels=labels, metadata=metadata,
                                    _model_store=model_store(params)) as ref:
             shutil.copytree(tmp, ref.path, dirs_exist_ok=True)
-    record = {"tag": str(ref.tag), "labels": labels, "data_version": manifest["data_version"],
+    log.info("registered %s (%s): served %s, test NDCG@10 %.4f", ref.tag, labels, SERVED, headline(manifest)["ndcg@10"])
+    return _record(params, str(ref.tag), labels, manifest)
+
+
+def _record(params: Params, tag: str, labels: dict, manifest: dict) -> dict[str, Any]:
+    """registry.record_file: the version the last register stored (or found stored)."""
+    record = {"tag": tag, "labels": labels, "data_version": manifest["data_version"],
               "test_ndcg@10": headline(manifest)["ndcg@10"]}
     write_json(record, params.path(params.registry.record_file))
-    log.info("registered %s (%s): served %s, test NDCG@10 %.4f", ref.tag, labels, SERVED, record["test_ndcg@10"])
     return record
 
 

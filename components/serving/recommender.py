@@ -141,6 +141,11 @@ class Recommender:
     def knows(self, item: str) -> bool:
         return item in self._index
 
+    def new_item_ids(self) -> list[str]:
+        """Items the model knows by their text alone: new at training time, or added since."""
+        unseen = np.flatnonzero(self.model.known.cpu().numpy() == 0)
+        return [str(i) for i in self._ids[unseen[unseen > 0]]]
+
     def known_indices(self, items: Sequence[str]) -> list[int]:
         """item_idx of the items this version knows, in order; the others left out."""
         return [int(self._index[i]) for i in items if i in self._index]

@@ -95,3 +95,10 @@ def test_dag_settings(parsed):
 def test_validate_emits_the_validated_data_asset(parsed):
     """A retraining DAG can be scheduled on `Asset("interest_validated_data")`."""
     assert "interest_validated_data" in parsed["dags"][DAG_ID]["tasks"]["validate"]["outlets"]
+
+
+def test_feedback_monitor_runs_hourly_one_pass_at_a_time(parsed):
+    dag = parsed["dags"]["feedback_monitor"]
+    assert dag["doc"] and dag["schedule"] == "@hourly" and dag["catchup"] is False
+    assert list(dag["tasks"]) == ["monitor_feedback"]
+    assert dag["tasks"]["monitor_feedback"]["retries"] >= 1

@@ -1,6 +1,7 @@
 """`dvc repro` on a 400-shopper sample, in a fresh git + DVC repository under tmp.
 
-The repository holds copies of dvc.yaml, expectations/ and components/ and a sampled
+The repository holds copies of dvc.yaml, pyproject.toml, expectations/, components/ and bento/
+(the last stage builds the bento) and a sampled
 params.yaml whose data.mirror_dir is absolute, so the ingest stage depends on the real mirror
 outside the repository. PYTHONPATH makes the stages' `interest` command run the copied code.
 Every stage records the params.yaml keys its step read: dvc.yaml must list each of them, or a
@@ -36,8 +37,9 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
     repo = tmp_path / "repo"
     params_file = write_params(repo, data={"sample_users": SAMPLE_USERS}, train=QUICK_TRAINING,
                                validate={"expectations_dir": "expectations"})   # the repository's copy
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    for folder in ("expectations", "components"):
+    for file in ("dvc.yaml", "pyproject.toml"):
+        shutil.copy(ROOT / file, repo)
+    for folder in ("expectations", "components", "bento"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     reads = tmp_path / "reads"
     env = clean_env(PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1", **{READS_ENV: str(reads)})

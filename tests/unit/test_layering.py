@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("registry",),
     ("feedback",),
     ("serving",),
-    ("monitoring", "analysis", "privacy"),
+    ("monitoring", "analysis", "privacy", "deployment"),
     ("pipeline",),
     ("cli",),
 )

@@ -1,0 +1,109 @@
+"""`interest gate`: may the newly registered version replace the one in production?
+
+Both versions are scored by the same code (each one's served recommender, in process) on the
+same held-out cases: the newest data version's test cases, read as item ids so that versions
+trained on other catalogues are comparable (history items a version does not know are left out
+of its histories; a target it does not know is a miss). The candidate is promoted only when
+neither its NDCG@10 nor its Recall@10 on cases whose target is a new (cold) product is worse than
+production's beyond the relative tolerances in gate.*; with no production version yet, the first
+candidate is promoted. The decision and every figure go to gate.metrics_file and to the
+candidate's metadata in the model store. Running it again for the same candidate decides nothing
+new (a retried task promotes nothing twice).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.core.config import Params
+from components.core.errors import InterestError
+from components.core.io import read_json, write_json
+from components.data.split import load_split
+from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, case_metrics
+from components.evaluation.ranking import rank_cases
+from components.registry.promotion import production_tag, promote
+from components.registry.store import model_store, without_none
+from components.serving.recommender import Recommender, load_recommender
+
+log = logging.getLogger(__name__)
+K = 10
+PROMOTED, REFUSED, UNCHANGED = "promoted", "refused", "already in production"
+
+
+def held_out_cases(params: Params) -> pd.DataFrame:
+    """The newest split's test cases as item ids: history (list), target, target_is_cold."""
+    split = load_split(params)
+    ids = split.item_index.set_index("item_idx")["item"]
+    test = split.cases[split.cases["split"] == HEADLINE_SUBSET]
+    if params.gate.cases:
+        test = test.head(params.gate.cases)
+    return pd.DataFrame({"history": [list(ids.loc[list(h)]) for h in test["history"]],
+                         "target": ids.loc[test["target"]].to_numpy(),
+                         "target_is_cold": test["target_is_cold"].to_numpy(bool)})
+
+
+def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> dict[str, float]:
+    """NDCG@10 over all cases and Recall@10 over cold-target cases, as `evaluate` ranks them."""
+    histories = [recommender.known_indices(h) for h in cases["history"]]
+    targets = np.array([(recommender.known_indices([t]) or [0])[0] for t in cases["target"]])   # 0 ranks last: a miss
+    ranks = rank_cases(recommender, histories, targets, params.evaluate)[HEADLINE_PROTOCOL].ranks
+    per_case = case_metrics(ranks, [K])
+    cold = cases["target_is_cold"].to_numpy()
+    return {f"ndcg@{K}": round(float(per_case[f"ndcg@{K}"].mean()), 6),
+            f"cold_recall@{K}": round(float(per_case[f"recall@{K}"][cold].mean()), 6) if cold.any() else None,
+            "cases": int(len(cases)), "cold_cases": int(cold.sum())}
+
+
+def not_worse(candidate: dict, production: dict, params: Params) -> tuple[bool, list[str]]:
+    """Whether the candidate passes, and the reasons when it does not."""
+    reasons = []
+    for key, tolerance in ((f"ndcg@{K}", params.gate.ndcg_tolerance), (f"cold_recall@{K}", params.gate.cold_recall_tolerance)):
+        if candidate[key] is None or production[key] is None:
+            continue
+        floor = production[key] * (1 - tolerance)
+        if candidate[key] < floor:
+            reasons.append(f"{key} {candidate[key]:.4f} < {floor:.4f} (production {production[key]:.4f} "
+                           f"less {tolerance:.0%})")
+    return not reasons, reasons
+
+
+def gate(params: Params) -> dict[str, Any]:
+    record_file = params.path(params.registry.record_file)
+    if not record_file.is_file():
+        raise InterestError(f"no registered candidate ({record_file} is missing): run `interest register` first")
+    candidate_tag = read_json(record_file)["tag"]
+    production = production_tag(params)
+    decision: dict[str, Any] = {"candidate": candidate_tag, "production": production,
+                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if production == candidate_tag:
+        decision.update(decision=UNCHANGED, reasons=[])
+    else:
+        cases = held_out_cases(params)
+        decision["candidate_figures"] = figures(load_recommender(params, candidate_tag), cases, params)
+        if production is None:
+            decision.update(decision=PROMOTED, reasons=["no production version yet"])
+        else:
+            decision["production_figures"] = figures(load_recommender(params, production), cases, params)
+            passed, reasons = not_worse(decision["candidate_figures"], decision["production_figures"], params)
+            decision.update(decision=PROMOTED if passed else REFUSED, reasons=reasons)
+        _record_on_candidate(params, candidate_tag, decision)
+        if decision["decision"] == PROMOTED:
+            promote(params, candidate_tag, reason=f"gate: {'; '.join(decision['reasons']) or 'not worse'}")
+    write_json(decision, params.path(params.gate.metrics_file))
+    log.info("gate: %s %s (production was %s)", candidate_tag, decision["decision"], production)
+    return decision
+
+
+def _record_on_candidate(params: Params, tag: str, decision: dict[str, Any]) -> None:
+    stored = model_store(params).get(tag)
+    stored.info.metadata["gate"] = without_none({k: v for k, v in decision.items() if k != "candidate"})
+    stored.flush()
+
+
+def run(params: Params) -> dict[str, Any]:
+    decision = gate(params)
+    return {"outputs": {"gate": str(params.path(params.gate.metrics_file))}, **decision}

@@ -1,0 +1,88 @@
+"""`interest monitor-feedback`: one pass over the feedback stored since the last pass.
+
+It reads the window's events and served slates from the feedback store, checks the events with
+the feedback suite (quarantining bad rows, refusing a window whose schema is wrong), keeps the
+valid events and the quarantine as Parquet under monitor.out_dir, computes the online metrics of
+each model version, arm and policy, appends them to monitor.metrics_file with a plot over time,
+and only then moves the watermark (monitor.state_file): a pass that fails is redone in full.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from components.core.config import Params
+from components.core.io import read_json, write_json, write_parquet
+from components.feedback.store import open_store
+from components.monitoring.feedback_checks import check_feedback, quarantine_reasons
+from components.monitoring.online_metrics import online_metrics
+from components.serving.recommender import load_recommender
+
+log = logging.getLogger(__name__)
+
+
+def _window_name(until: float) -> str:
+    return datetime.fromtimestamp(until, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
+    cfg = params.monitor
+    state_file = params.path(cfg.state_file)
+    since = read_json(state_file)["until"] if state_file.is_file() else 0.0
+    until = time.time() if until is None else until
+    store = open_store(params)
+    try:
+        events, slates = store.events_between(since, until), store.slates_between(since, until)
+    finally:
+        store.close()
+    recommender = load_recommender(params)
+    catalogue = recommender.catalogue["item"].astype(str).tolist()
+    name = _window_name(until)
+    check = check_feedback(events, catalogue, cfg.max_events_per_minute, params.path(params.validation.expectations_dir),
+                           cfg.on_failure, params.path(cfg.reports_dir) / name / "data_docs")
+    out = params.path(cfg.out_dir)
+    files = {"valid": str(write_parquet(check.valid, out / f"{name}.parquet")),
+             "quarantine": str(write_parquet(check.quarantined, out / f"{name}.quarantine.parquet"))}
+    metrics = online_metrics(slates, check.valid, recommender.n_items, set(recommender.new_item_ids()),
+                             cfg.k, cfg.next_action_seconds)
+    window = {"since": since, "until": until, "name": name, "events": len(events), "slates": len(slates),
+              "check": check.summary(), "quarantined_by_expectation": quarantine_reasons(check),
+              "metrics": metrics, "files": files}
+    history_file = params.path(cfg.metrics_file)
+    history = read_json(history_file)["windows"] if history_file.is_file() else []
+    history = [w for w in history if w["name"] != name] + [window]
+    write_json({"windows": history, "latest": window}, history_file)
+    plot_online(history, params.path(cfg.plot_file), cfg.k)
+    write_json({"until": until, "name": name}, state_file)
+    log.info("feedback %s: %d events (%d quarantined%s), %d slates", name, len(events), len(check.quarantined),
+             ", window refused" if check.refused else "", len(slates))
+    return window
+
+
+def plot_online(history: list[dict], path: Path, k: int) -> Path:
+    """CTR and NDCG@k of each model version and arm, window after window."""
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    series: dict[tuple[str, str], list[tuple[datetime, dict]]] = {}
+    for window in history:
+        when = datetime.fromtimestamp(window["until"], timezone.utc)
+        for row in window["metrics"]:
+            series.setdefault((row["model_tag"], row["arm"]), []).append((when, row))
+    for (tag, arm), points in sorted(series.items()):
+        for ax, key in zip(axes, ("ctr", f"ndcg@{k}")):
+            ax.plot([p[0] for p in points], [p[1][key] for p in points], marker="o", label=f"{tag} / {arm}")
+    for ax, title in zip(axes, ("click-through rate of shown items", f"NDCG@{k} of slates vs the next action")):
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.grid(alpha=0.3)
+    if series:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,66 @@
+"""The gate on the registered sample, in a copy of its model store: the first candidate is
+promoted, asking again promotes nothing twice, and a worse candidate is refused with its figures
+and reasons recorded (gate.json and the candidate's metadata) while production stays."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import bentoml
+import pytest
+
+from components.core.config import Params, load_params
+from components.core.io import read_json, write_json
+from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate
+from components.registry.bundle import FILES
+from components.registry.promotion import production_tag, promotion_history
+from components.registry.store import model_store, store_home
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def own_store(served_sample, tmp_path) -> Params:
+    """The served sample's store, copied without its promotions: nothing is in production."""
+    home = tmp_path / "store"
+    shutil.copytree(store_home(served_sample), home, ignore=shutil.ignore_patterns("promotions"))
+    record = tmp_path / "registered.json"
+    shutil.copy(served_sample.path(served_sample.registry.record_file), record)
+    env = {"INTEREST__REGISTRY__HOME": str(home), "INTEREST__REGISTRY__RECORD_FILE": str(record),
+           "INTEREST__GATE__METRICS_FILE": str(tmp_path / "gate.json"),
+           "INTEREST__SERVING__ADDED_ITEMS_DIR": str(tmp_path / "added")}
+    return load_params(served_sample.root / "params.yaml", environ=env)
+
+
+def register_popularity_only(params: Params, tag: str) -> str:
+    """A copy of `tag` whose fusion weighs popularity alone (the same list for everyone), as the
+    newest candidate."""
+    source = model_store(params).get(tag)
+    with bentoml.models.create(params.registry.model_name, labels=dict(source.info.labels),
+                               metadata={"dataset": params.data.dataset}, _model_store=model_store(params)) as ref:
+        shutil.copytree(source.path, ref.path, dirs_exist_ok=True)
+        manifest_file = Path(ref.path_of(FILES["manifest"]))
+        manifest = read_json(manifest_file)
+        manifest["fusion_weights"] = {name: float(name == "popularity") for name in manifest["fusion_weights"]}
+        write_json(manifest, manifest_file)
+    record_file = params.path(params.registry.record_file)
+    write_json({**read_json(record_file), "tag": str(ref.tag)}, record_file)
+    return str(ref.tag)
+
+
+def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):
+    params = own_store
+    first = gate(params)
+    assert first["decision"] == PROMOTED and production_tag(params) == first["candidate"]
+    assert first["candidate_figures"]["ndcg@10"] > 0 and first["candidate_figures"]["cases"] > 100
+
+    again = gate(params)
+    assert again["decision"] == UNCHANGED and len(promotion_history(params)) == 1
+
+    worse = register_popularity_only(params, first["candidate"])
+    refused = gate(params)
+    assert refused["decision"] == REFUSED and production_tag(params) == first["candidate"]
+    assert refused["candidate_figures"]["ndcg@10"] < refused["production_figures"]["ndcg@10"]
+    assert any(reason.startswith("ndcg@10") for reason in refused["reasons"])
+    assert read_json(params.path(params.gate.metrics_file))["decision"] == REFUSED
+    assert model_store(params).get(worse).info.metadata["gate"]["decision"] == REFUSED
