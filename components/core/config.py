@@ -233,6 +233,12 @@ class MonitorParams(_Section):
     reports_dir: Path
     metrics_file: Path
     plot_file: Path
+    drift_dir: Path
+    drift_share: float = Field(gt=0, le=1)
+    embedding_drift_threshold: float = Field(gt=0.5, lt=1)
+    drift_min_rows: int = Field(gt=0)
+    drift_reference_shoppers: int = Field(gt=0)
+    seed: int
 
 
 class ColdStartParams(_Section):

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from components.core.config import Params
 from components.core.io import read_json, write_json, write_parquet
 from components.feedback.store import open_store
+from components.monitoring.drift import drift_reports
 from components.monitoring.feedback_checks import check_feedback, quarantine_reasons
 from components.monitoring.online_metrics import online_metrics
 from components.serving.recommender import load_recommender
@@ -50,9 +51,10 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
              "quarantine": str(write_parquet(check.quarantined, out / f"{name}.quarantine.parquet"))}
     metrics = online_metrics(slates, check.valid, recommender.n_items, set(recommender.new_item_ids()),
                              cfg.k, cfg.next_action_seconds)
+    drift = drift_reports(recommender, check.valid, slates, cfg, params.path(cfg.drift_dir), name)
     window = {"since": since, "until": until, "name": name, "events": len(events), "slates": len(slates),
               "check": check.summary(), "quarantined_by_expectation": quarantine_reasons(check),
-              "metrics": metrics, "files": files}
+              "metrics": metrics, "drift": drift, "files": files}
     history_file = params.path(cfg.metrics_file)
     history = read_json(history_file)["windows"] if history_file.is_file() else []
     history = [w for w in history if w["name"] != name] + [window]

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from components.core.batching import batch_slices
 from components.core.config import Params, ServingParams
 from components.core.device import select_device
 from components.core.errors import InterestError
@@ -140,6 +141,22 @@ class Recommender:
 
     def knows(self, item: str) -> bool:
         return item in self._index
+
+    def popularity_counts(self) -> np.ndarray:
+        """Interactions per item_idx known when the test cases were scored (added items: 0)."""
+        return self._fit.counts
+
+    def item_text_vectors(self) -> np.ndarray:
+        """[n_items + 1, text_dim] the items' text-encoder embeddings (row = item_idx)."""
+        return self.model.text.cpu().numpy()
+
+    def top_scores(self, histories: Sequence[Sequence[int]], k: int) -> np.ndarray:
+        """[len(histories), k] each history's k best fused scores, best first (as served, greedy)."""
+        out = []
+        for chunk in batch_slices(len(histories), self.batch_size):
+            scores = self.score(histories[chunk])
+            out.append(-np.sort(-np.partition(scores, scores.shape[1] - k, axis=1)[:, -k:], axis=1))
+        return np.concatenate(out) if out else np.zeros((0, k))
 
     def new_item_ids(self) -> list[str]:
         """Items the model knows by their text alone: new at training time, or added since."""

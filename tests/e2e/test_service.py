@@ -19,10 +19,11 @@ from components.data.ingest import shop_ids
 from components.data.split import load_split
 from components.evaluation.metrics import HEADLINE_SUBSET
 from components.registry.promotion import promote
-from components.registry.store import register, registered, store_home
+from components.registry.store import registered, store_home
 from components.serving.recommender import load_recommender
 from components.serving.replay import replay
 from tests.e2e.service_process import post, start_service
+from tests.registry_copies import store_copy
 
 pytestmark = pytest.mark.e2e
 TOKEN = "test-token-7c1f"
@@ -218,8 +219,7 @@ def test_a_promoted_version_is_swapped_in_under_load_without_a_failed_request(ur
     params = load_params(served_sample.root / "params.yaml",
                          environ={"INTEREST__REGISTRY__RECORD_FILE": str(tmp_path / "registered.json")})
     old = post(url, "model_info", {}).json()["model_tag"]
-    new = register(params)["tag"]
-    assert new != old
+    new = store_copy(params, old)
     tags, failures, stop = [], [], threading.Event()
 
     def load() -> None:

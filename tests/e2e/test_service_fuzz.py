@@ -14,7 +14,7 @@ from tests.e2e.service_process import start_service
 
 pytestmark = pytest.mark.e2e
 TOKEN = "fuzz-token"
-EXAMPLES = 250   # per endpoint and test phase; over a thousand requests in all
+EXAMPLES = 300   # per endpoint and test phase; well over a thousand requests in all
 
 
 @pytest.mark.parametrize("token", [TOKEN, None], ids=["with-token", "without-token"])

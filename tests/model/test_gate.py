@@ -4,17 +4,15 @@ and reasons recorded (gate.json and the candidate's metadata) while production s
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-import bentoml
 import pytest
 
 from components.core.config import Params, load_params
 from components.core.io import read_json, write_json
 from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate
-from components.registry.bundle import FILES
 from components.registry.promotion import production_tag, promotion_history
 from components.registry.store import model_store, store_home
+from tests.registry_copies import store_copy
 
 pytestmark = pytest.mark.model
 
@@ -33,19 +31,13 @@ def own_store(served_sample, tmp_path) -> Params:
 
 
 def register_popularity_only(params: Params, tag: str) -> str:
-    """A copy of `tag` whose fusion weighs popularity alone (the same list for everyone), as the
-    newest candidate."""
-    source = model_store(params).get(tag)
-    with bentoml.models.create(params.registry.model_name, labels=dict(source.info.labels),
-                               metadata={"dataset": params.data.dataset}, _model_store=model_store(params)) as ref:
-        shutil.copytree(source.path, ref.path, dirs_exist_ok=True)
-        manifest_file = Path(ref.path_of(FILES["manifest"]))
-        manifest = read_json(manifest_file)
-        manifest["fusion_weights"] = {name: float(name == "popularity") for name in manifest["fusion_weights"]}
-        write_json(manifest, manifest_file)
+    """A copy of `tag` whose fusion weighs popularity alone (the same list for everyone), recorded
+    as the newest candidate."""
+    worse = store_copy(params, tag, lambda manifest: manifest.update(
+        fusion_weights={name: float(name == "popularity") for name in manifest["fusion_weights"]}))
     record_file = params.path(params.registry.record_file)
-    write_json({**read_json(record_file), "tag": str(ref.tag)}, record_file)
-    return str(ref.tag)
+    write_json({**read_json(record_file), "tag": worse}, record_file)
+    return worse
 
 
 def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):

@@ -9,6 +9,7 @@ from components.core.errors import InterestError
 from components.registry.promotion import production_tag, promote, promotion_history, rollback
 from components.registry.store import model_store, register
 from components.serving.recommender import load_recommender
+from tests.registry_copies import store_copy
 
 pytestmark = pytest.mark.model
 
@@ -18,8 +19,11 @@ def stages(params) -> dict[str, str]:
 
 
 def test_promote_and_roll_back(served_sample, tmp_path):
-    params = load_params(served_sample.root / "params.yaml", environ={"INTEREST__REGISTRY__HOME": str(tmp_path)})
-    first, second = register(params)["tag"], register(params)["tag"]
+    params = load_params(served_sample.root / "params.yaml", environ={
+        "INTEREST__REGISTRY__HOME": str(tmp_path), "INTEREST__REGISTRY__RECORD_FILE": str(tmp_path / "registered.json")})
+    first = register(params)["tag"]
+    assert register(params)["tag"] == first                  # the same bundle is stored once
+    second = store_copy(params, first)
     assert stages(params) == {first: "candidate", second: "candidate"} and production_tag(params) is None
     with pytest.raises(InterestError, match="nothing to roll back"):
         rollback(params)
