@@ -142,6 +142,23 @@ def monitor_feedback(params: Optional[Path] = ParamsOpt) -> None:
     _echo_json(monitor(_params(params)))
 
 
+@app.command()
+def simulate(url: str = typer.Option("http://localhost:3000", "--url", help="the running service"),
+             shoppers: Optional[int] = typer.Option(None, "--shoppers", help="how many (default simulate.shoppers; 0 = all)"),
+             params: Optional[Path] = ParamsOpt) -> None:
+    """Held-out shoppers of the data as traffic against the running service.
+
+    Each asks `recommend` by its shop id, is shown the slate (impressions), clicks the item it
+    really engaged with next when the slate shows it (and may buy it), rarely anything else; the
+    events go back through `feedback` with the service token ($INTEREST_SERVICE_TOKEN, else
+    serving.token_file). Prints impressions, clicks, purchases, CTR and the hit rate."""
+    from components.serving.auth import service_token
+    from components.serving.simulate import simulate as run
+
+    p = _params(params)
+    _echo_json(run(p, url, service_token(p.path(p.serving.token_file)), shoppers))
+
+
 @app.command("params-for")
 def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all its outputs go to"),
                dataset: Optional[str] = typer.Option(None, "--dataset", help="data.dataset of the copy, e.g. Scientific"),

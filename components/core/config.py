@@ -241,6 +241,16 @@ class MonitorParams(_Section):
     seed: int
 
 
+class SimulateParams(_Section):
+    shoppers: int = Field(ge=0)
+    k: int = Field(gt=0)
+    click_relevant: float = Field(ge=0, le=1)
+    purchase_after_click: float = Field(ge=0, le=1)
+    click_other: float = Field(ge=0, le=1)
+    clients: int = Field(gt=0)
+    seed: int
+
+
 class ColdStartParams(_Section):
     adapter_hidden: int = Field(gt=0)
     epochs: int = Field(gt=0)
@@ -322,6 +332,7 @@ class Params(_Section):
     registry: RegistryParams
     gate: GateParams
     monitor: MonitorParams
+    simulate: SimulateParams
     baselines: BaselinesParams
     fusion: FusionParams
     evaluate: EvaluateParams

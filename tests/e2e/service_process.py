@@ -6,11 +6,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components.core.config import Params
 from components.core.errors import InterestError
+from components.registry.store import store_home
 from components.serving.local_server import LocalServer, start_server
 from tests.e2e.helpers import clean_env
 
 STARTUP_S = 180
+
+
+def sample_service_env(served_sample: Params, tmp_path: Path, token: str) -> dict[str, str]:
+    """The service on the registered sample, with its own feedback store and added products in tmp_path."""
+    return {"INTEREST_PARAMS": str(served_sample.root / "params.yaml"), "BENTOML_HOME": str(store_home(served_sample)),
+            "INTEREST__SERVING__STORE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
+            "INTEREST__SERVING__ADDED_ITEMS_DIR": str(tmp_path / "added"), "INTEREST_SERVICE_TOKEN": token}
 
 
 def start_service(env: dict[str, str], log: Path) -> LocalServer:

@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from components.serving.recommender import load_recommender
-from components.registry.store import store_home
-from tests.e2e.service_process import post, start_service
+from tests.e2e.service_process import post, sample_service_env, start_service
 
 pytestmark = pytest.mark.e2e
 TOKEN = "durability-token"
@@ -20,9 +19,7 @@ ACKED_BEFORE_KILL = 150
 
 def test_acknowledged_feedback_survives_kill_9_and_retries_store_nothing_twice(served_sample, tmp_path):
     db = tmp_path / "feedback.db"
-    env = {"INTEREST_PARAMS": str(served_sample.root / "params.yaml"), "BENTOML_HOME": str(store_home(served_sample)),
-           "INTEREST__SERVING__STORE_URL": f"sqlite:///{db}", "INTEREST_SERVICE_TOKEN": TOKEN,
-           "INTEREST__SERVING__ADDED_ITEMS_DIR": str(tmp_path / "added")}
+    env = sample_service_env(served_sample, tmp_path, TOKEN)
     items = load_recommender(served_sample).catalogue["item"].head(50).tolist()
     sent = [{"event_id": f"ev-{n}", "kind": "click", "user": f"shopper-{n % 37}", "item": items[n % len(items)]}
             for n in range(5000)]

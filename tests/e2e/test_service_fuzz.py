@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from components.registry.store import store_home
 from tests.e2e.helpers import BIN, clean_env
-from tests.e2e.service_process import start_service
+from tests.e2e.service_process import sample_service_env, start_service
 
 pytestmark = pytest.mark.e2e
 TOKEN = "fuzz-token"
@@ -19,10 +18,7 @@ EXAMPLES = 300   # per endpoint and test phase; well over a thousand requests in
 
 @pytest.mark.parametrize("token", [TOKEN, None], ids=["with-token", "without-token"])
 def test_no_generated_request_gets_a_5xx(served_sample, tmp_path, token):
-    env = {"INTEREST_PARAMS": str(served_sample.root / "params.yaml"), "BENTOML_HOME": str(store_home(served_sample)),
-           "INTEREST__SERVING__STORE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
-           "INTEREST__SERVING__ADDED_ITEMS_DIR": str(tmp_path / "added"), "INTEREST_SERVICE_TOKEN": TOKEN}
-    server = start_service(env, tmp_path / "server.log")
+    server = start_service(sample_service_env(served_sample, tmp_path, TOKEN), tmp_path / "server.log")
     try:
         headers = ["-H", f"Authorization: Bearer {token}"] if token else []
         result = subprocess.run(
