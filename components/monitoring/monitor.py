@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,10 @@ def plot_online(history: list[dict], path: Path, k: int) -> Path:
         ax.grid(alpha=0.3)
     if series:
         axes[0].legend(fontsize=8)
+    if len(history) == 1:   # one window: an hour either side, not matplotlib's default of years
+        when = datetime.fromtimestamp(history[0]["until"], timezone.utc)
+        for ax in axes:
+            ax.set_xlim(when - timedelta(hours=1), when + timedelta(hours=1))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -151,10 +151,13 @@ class Recommender:
         return self.model.text.cpu().numpy()
 
     def top_scores(self, histories: Sequence[Sequence[int]], k: int) -> np.ndarray:
-        """[len(histories), k] each history's k best fused scores, best first (as served, greedy)."""
+        """[len(histories), k] each history's k best fused scores, best first, its own items
+        hidden: the scores a greedy slate for it is served with."""
         out = []
         for chunk in batch_slices(len(histories), self.batch_size):
-            scores = self.score(histories[chunk])
+            scores = np.array(self.score(histories[chunk]), dtype=np.float64)
+            for row, history in enumerate(histories[chunk]):
+                scores[row, list(history)] = -np.inf
             out.append(-np.sort(-np.partition(scores, scores.shape[1] - k, axis=1)[:, -k:], axis=1))
         return np.concatenate(out) if out else np.zeros((0, k))
 
