@@ -29,6 +29,15 @@ class Split:
     train: pd.DataFrame       # user, item_idx, position: warm training interactions
     cases: pd.DataFrame       # user, split (valid|test), history (list[int]), target, target_is_cold
 
+    def cases_as_ids(self, part: str) -> pd.DataFrame:
+        """The cases of one part (valid|test) in item ids, as a client of the service names items:
+        user, history (ids, oldest first), target (id), target_is_cold; in the cases' order."""
+        ids = dict(zip(self.item_index["item_idx"], self.item_index["item"]))
+        cases = self.cases[self.cases["split"] == part]
+        return pd.DataFrame({"user": cases["user"].to_numpy(), "history": [[ids[i] for i in h] for h in cases["history"]],
+                             "target": [ids[t] for t in cases["target"]],
+                             "target_is_cold": cases["target_is_cold"].to_numpy(bool)})
+
 
 def build_item_index(items: pd.DataFrame, interactions: pd.DataFrame, cold_fraction: float,
                      seed: int) -> pd.DataFrame:

@@ -35,15 +35,9 @@ PROMOTED, REFUSED, UNCHANGED = "promoted", "refused", "already in production"
 
 
 def held_out_cases(params: Params) -> pd.DataFrame:
-    """The newest split's test cases as item ids: history (list), target, target_is_cold."""
-    split = load_split(params)
-    ids = split.item_index.set_index("item_idx")["item"]
-    test = split.cases[split.cases["split"] == HEADLINE_SUBSET]
-    if params.gate.cases:
-        test = test.head(params.gate.cases)
-    return pd.DataFrame({"history": [list(ids.loc[list(h)]) for h in test["history"]],
-                         "target": ids.loc[test["target"]].to_numpy(),
-                         "target_is_cold": test["target_is_cold"].to_numpy(bool)})
+    """The newest split's test cases as item ids (gate.cases of them; 0 = all)."""
+    cases = load_split(params).cases_as_ids(HEADLINE_SUBSET)
+    return cases.head(params.gate.cases) if params.gate.cases else cases
 
 
 def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> dict[str, float]:

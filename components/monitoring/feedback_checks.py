@@ -49,13 +49,11 @@ def check_feedback(events: pd.DataFrame, catalogue: list[str], max_events_per_mi
                             expectations, df, {"event_kinds": list(EVENT_KINDS), "catalogue_items": catalogue,
                                                "max_events_per_minute": max_events_per_minute})
     failed, rows = failures(SUITE, result, row_level, on_failure)
-    refused = any(f.action == STOP for f in failed)
-    if refused:
-        everything = {"refused": list(range(len(df)))}
-        valid, quarantined = split_rows(SUITE, df, everything)
-    else:
-        valid, quarantined = split_rows(SUITE, df, rows)
-    return FeedbackCheck(valid.drop(columns="events_in_user_minute"), quarantined, tuple(failed), refused)
+    stopped = [f.name for f in failed if f.action == STOP]
+    if stopped:   # the whole window is held back, every row under the checks that refused it
+        rows = {name: list(range(len(df))) for name in stopped}
+    valid, quarantined = split_rows(SUITE, df, rows)
+    return FeedbackCheck(valid.drop(columns="events_in_user_minute"), quarantined, tuple(failed), bool(stopped))
 
 
 def quarantine_reasons(check: FeedbackCheck) -> dict[str, int]:

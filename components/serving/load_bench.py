@@ -43,11 +43,10 @@ FLOOR_STARTUP_SECONDS = 30
 
 def _offline_equals_online(params: Params, url: str) -> dict:
     split = load_split(params)
-    ids = dict(zip(split.item_index["item_idx"], split.item_index["item"]))
     test = split.cases[split.cases["split"] == HEADLINE_SUBSET]
     n = params.benchmark.serve_replay_cases or len(test)
-    test = test.head(n)
-    online = replay(url, [[ids[i] for i in h] for h in test["history"]], [ids[t] for t in test["target"]], REPLAY_K)
+    test, as_ids = test.head(n), split.cases_as_ids(HEADLINE_SUBSET).head(n)
+    online = replay(url, list(as_ids["history"]), list(as_ids["target"]), REPLAY_K)
     key = f"ndcg@{REPLAY_K}"
     if n == len(split.cases[split.cases["split"] == HEADLINE_SUBSET]):
         offline = registered(params)[1]["test_metrics"][key]    # the evaluation's own figure

@@ -29,14 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def held_out_shoppers(params: Params, n: int) -> pd.DataFrame:
-    """n test cases (seeded sample) with the shopper's raw shop id and the target's item id."""
-    split = load_split(params)
-    ids = split.item_index.set_index("item_idx")["item"]
-    test = split.cases[split.cases["split"] == HEADLINE_SUBSET]
+    """n test cases (seeded sample; 0 = all) with the shopper's raw shop id and the target's item id."""
+    test = load_split(params).cases_as_ids(HEADLINE_SUBSET)
     raw = {p: r for r, p in shop_ids(params, set(test["user"])).items()}
     test = test[test["user"].isin(raw)]
     test = test.sample(min(n, len(test)), random_state=params.simulate.seed) if n else test
-    return pd.DataFrame({"shop_id": test["user"].map(raw).to_numpy(), "target": ids.loc[test["target"]].to_numpy()})
+    return pd.DataFrame({"shop_id": test["user"].map(raw).to_numpy(), "target": test["target"].to_numpy()})
 
 
 def _post(client: httpx.Client, url: str, endpoint: str, body: dict, headers: dict | None = None) -> dict:

@@ -103,11 +103,8 @@ def test_a_known_shopper_is_recommended_by_the_shops_own_id(url, known_raw_shopp
 def test_offline_equals_online_on_every_test_case(url, served_sample):
     """Every test case of the sample, replayed over HTTP, gives the NDCG@10 the evaluation reports
     for the served recommender (and so the registry records)."""
-    split = load_split(served_sample)
-    ids = dict(zip(split.item_index["item_idx"], split.item_index["item"]))
-    test = split.cases[split.cases["split"] == HEADLINE_SUBSET]
-    histories = [[ids[i] for i in h] for h in test["history"]]
-    ndcg = replay(url, histories, [ids[t] for t in test["target"]], 10)
+    test = load_split(served_sample).cases_as_ids(HEADLINE_SUBSET)
+    ndcg = replay(url, list(test["history"]), list(test["target"]), 10)
     _, metadata = registered(served_sample)
     assert len(ndcg) == len(test) > 300
     assert ndcg.mean() == pytest.approx(metadata["test_metrics"]["ndcg@10"], abs=0.001)
