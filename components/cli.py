@@ -129,34 +129,50 @@ def promote(tag: Optional[str] = typer.Argument(None, help="the version to put i
 
 
 @app.command("monitor-feedback")
-def monitor_feedback(params: Optional[Path] = ParamsOpt) -> None:
-    """Check the feedback stored since the last pass and compute the online metrics.
+def monitor_feedback(accept: bool = typer.Option(True, "--accept/--no-accept",
+                                                 help="write the pending feedback as a new data version when the pass decides to retrain"),
+                     params: Optional[Path] = ParamsOpt) -> None:
+    """Check the feedback stored since the last pass, measure it, and decide on retraining.
 
     Events failing the feedback suite (expectations/feedback.json: unknown items or event kinds,
     a bot flood, ...) are quarantined with the expectation they failed; the rest are kept under
     monitor.out_dir. CTR, cart and purchase rates, coverage, the share of new products shown and
     NDCG@k against the next action, per model version, arm and policy, go to
-    monitor.metrics_file and monitor.plot_file."""
-    from components.monitoring.monitor import monitor
+    monitor.metrics_file and monitor.plot_file; Evidently drift and data-quality reports to
+    monitor.drift_dir (index.html). When a view in monitor.retrain.drift_views drifts or the online
+    metric drops (monitor.retrain.*), the accepted feedback is written to ingest.feedback_dir: a new
+    data version, which `dvc repro` (or the interest_training DAG) then trains on."""
+    from components.monitoring.monitor import monitor, read_history
+    from components.monitoring.retraining import accept_pending
 
-    _echo_json(monitor(_params(params)))
+    p = _params(params)
+    window = monitor(p)
+    if accept and window["retrain"]["retrain"]:
+        window["data_version"] = accept_pending(p, read_history(p))
+    _echo_json(window)
 
 
 @app.command()
 def simulate(url: str = typer.Option("http://localhost:3000", "--url", help="the running service"),
              shoppers: Optional[int] = typer.Option(None, "--shoppers", help="how many (default simulate.shoppers; 0 = all)"),
+             surge: Optional[str] = typer.Option(None, "--surge", help="a shift: shown items matching this phrase (title, "
+                                                  "categories) are clicked with simulate.surge_click; `auto` picks one "
+                                                  "(default simulate.surge_category; '' = none)"),
+             new_products: Optional[int] = typer.Option(None, "--new-products", help="a shift: add this many products of "
+                                                         "the data the service does not know first (default simulate.new_products)"),
              params: Optional[Path] = ParamsOpt) -> None:
     """Held-out shoppers of the data as traffic against the running service.
 
     Each asks `recommend` by its shop id, is shown the slate (impressions), clicks the item it
     really engaged with next when the slate shows it (and may buy it), rarely anything else; the
     events go back through `feedback` with the service token ($INTEREST_SERVICE_TOKEN, else
-    serving.token_file). Prints impressions, clicks, purchases, CTR and the hit rate."""
+    serving.token_file). Shifts (--surge, --new-products) make drift appear. Prints impressions,
+    clicks, purchases, CTR, the hit rate and the shift."""
     from components.serving.auth import service_token
     from components.serving.simulate import simulate as run
 
     p = _params(params)
-    _echo_json(run(p, url, service_token(p.path(p.serving.token_file)), shoppers))
+    _echo_json(run(p, url, service_token(p.path(p.serving.token_file)), shoppers, surge, new_products))
 
 
 @app.command("params-for")

@@ -26,6 +26,8 @@ READS_ENV = "INTEREST_RECORD_PARAMS_READS"
 PROJECT_DIR_ENV = "INTEREST_PROJECT_DIR"
 RETRIES_ENV = "INTEREST_TASK_RETRIES"
 RETRY_DELAY_MINUTES = 5
+# the Airflow asset feedback_monitor updates when it writes a new data version; interest_training runs on it
+ACCEPTED_FEEDBACK_ASSET = "interest_accepted_feedback"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ Each task loads params.yaml and runs the same step as the matching `interest` co
 `dvc repro` stage, so Airflow adds scheduling, retries and history but no logic of its own. Tasks
 return the step's small summary; the tables themselves live under the folders params.yaml names.
 
+It runs when the feedback_monitor DAG writes a new data version (the `interest_accepted_feedback`
+asset: accepted feedback appended to the interactions), or when triggered from the UI; training
+the same data again would only repeat the same model.
+
 The project folder is $INTEREST_PROJECT_DIR (default: the folder above dags/); its
 params.yaml is read at the start of every task, with the usual INTEREST__SECTION__KEY
 environment overrides. A successful validate task emits the `interest_validated_data`
@@ -19,7 +23,12 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, chain, dag, get_current_context, task
 
-from components.pipeline import STEPS, dag_settings, project_params  # a step's code is imported when its task runs
+from components.pipeline import (  # a step's code is imported when its task runs
+    ACCEPTED_FEEDBACK_ASSET,
+    STEPS,
+    dag_settings,
+    project_params,
+)
 
 VALIDATED_DATA = Asset(name="interest_validated_data", group="interest")
 OUTLETS = {"validate": [VALIDATED_DATA]}   # step -> the assets a successful run of it updates
@@ -39,7 +48,7 @@ def run_step(step_name: str) -> dict:
 @dag(
     dag_id="interest_training",
     doc_md=__doc__,
-    schedule="@daily",
+    schedule=[Asset(name=ACCEPTED_FEEDBACK_ASSET, group="interest")],
     tags=["interest-platform", "training"],
     **dag_settings(),
 )

@@ -89,6 +89,8 @@ class IngestParams(_Section):
     pseudonym_key_env: str
     pseudonym_dev_key: str
     pseudonym_length: int = Field(ge=8, le=64)
+    feedback_dir: Path
+    feedback_kinds: list[str] = Field(min_length=1)
 
 
 class RowBounds(_Section):
@@ -223,6 +225,14 @@ class GateParams(_Section):
     bento_record_file: Path
 
 
+class RetrainParams(_Section):
+    min_events: int = Field(ge=0)
+    drift_views: list[Literal["items", "shoppers", "scores", "texts"]]
+    metric: str
+    max_metric_drop: float = Field(gt=0, le=1)
+    max_quarantine_share: float = Field(ge=0, le=1)
+
+
 class MonitorParams(_Section):
     max_events_per_minute: int = Field(gt=0)
     on_failure: dict[str, Literal["quarantine", "stop"]]
@@ -239,6 +249,7 @@ class MonitorParams(_Section):
     drift_min_rows: int = Field(gt=0)
     drift_reference_shoppers: int = Field(gt=0)
     seed: int
+    retrain: RetrainParams
 
 
 class SimulateParams(_Section):
@@ -247,6 +258,9 @@ class SimulateParams(_Section):
     click_relevant: float = Field(ge=0, le=1)
     purchase_after_click: float = Field(ge=0, le=1)
     click_other: float = Field(ge=0, le=1)
+    surge_category: str | None
+    surge_click: float = Field(ge=0, le=1)
+    new_products: int = Field(ge=0)
     clients: int = Field(gt=0)
     seed: int
 

@@ -2,7 +2,9 @@
 
 The source readers (components.data.sources) find and read the dataset in whichever layout the
 mirror holds, or download it. Fields a source lacks stay null and are reported in the ingest
-summary, never invented. Shopper ids are pseudonymised here, so no raw id travels on.
+summary, never invented. Shopper ids are pseudonymised here, so no raw id travels on. The
+feedback accepted by monitoring (ingest.feedback_dir, shoppers already pseudonymised) follows each
+shopper's history.
 """
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import hmac
 import logging
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from components.core.config import Params
 from components.core.io import write_json, write_parquet
+from components.data.feedback_data import append_feedback, feedback_version, read_feedback
 from components.data.sources.locate import read_dataset
 from components.data.sources.raw import RawTables
 
@@ -46,6 +50,7 @@ class IngestSummary:
     items: int
     missing_fields: dict[str, list[str]]
     outputs: dict[str, str]
+    feedback: dict   # the accepted feedback folder's version and what of it was appended
 
 
 # --------------------------------------------------------------------------- transform
@@ -103,6 +108,17 @@ def _missing_fields(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if len(df) == 0 or df[c].isna().all()]
 
 
+def with_feedback(tables: dict[str, pd.DataFrame], folder: Path) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The tables with the accepted feedback in folder appended, and the feedback's version."""
+    version = feedback_version(folder)
+    if not version["windows"]:
+        return tables, {**version, "appended": 0}
+    feedback, feedback_items = read_feedback(folder)
+    inter, items, counts = append_feedback(tables["interactions"], tables["items"], feedback, feedback_items)
+    return ({**tables, "interactions": _typed(inter, INTERACTION_COLUMNS), "items": _typed(items, ITEM_COLUMNS)},
+            {**version, **counts})
+
+
 def canonical_tables(raw: RawTables, params: Params, key: bytes) -> dict[str, pd.DataFrame]:
     inter = sample_users(raw.interactions, params.data.sample_users, params.data.seed)
     reviews = raw.reviews
@@ -124,7 +140,8 @@ def canonical_tables(raw: RawTables, params: Params, key: bytes) -> dict[str, pd
 def ingest(params: Params) -> IngestSummary:
     """Read the configured dataset and write the canonical Parquet tables to ingest.out_dir."""
     raw = read_dataset(params)
-    tables = canonical_tables(raw, params, pseudonym_key(params))
+    tables, feedback = with_feedback(canonical_tables(raw, params, pseudonym_key(params)),
+                                     params.path(params.ingest.feedback_dir))
     out_dir = params.path(params.ingest.out_dir)
     outputs = {name: str(write_parquet(df, out_dir / f"{name}.parquet")) for name, df in tables.items()}
     missing = {name: _missing_fields(df) for name, df in tables.items()}
@@ -141,6 +158,7 @@ def ingest(params: Params) -> IngestSummary:
         items=int(inter["item"].nunique()),
         missing_fields=missing,
         outputs=outputs,
+        feedback=feedback,
     )
     write_json(asdict(summary), out_dir / "summary.json")
     log.info("ingested %s (%s): %s", summary.dataset, summary.format, summary.rows)

@@ -1,13 +1,17 @@
-"""Evidently 0.7 drift reports: the feedback of a window against the training reference.
+"""Evidently 0.7 drift reports: the feedback of a window against a reference.
 
+The reference is the previous window's feedback when there is one (feedback shaped by the same
+kind of recommendations: what changed between windows is drift), else the training data, which
+feedback always differs from (served slates favour what the model ranks high): a first window's
+reports describe, they do not trigger retraining (components.monitoring.retraining).
 Four views, each an Evidently Report (HTML for people, JSON read back for the verdicts):
 - items: popularity of the engaged items (log training count) and, where the catalogue has them,
   their first category and brand;
-- shoppers: events per shopper (the reference: interactions per known shopper). Shown, but it
-  has no vote in the window's verdict: a window's events per shopper and a shopper's whole
+- shoppers: events per shopper (training reference: interactions per known shopper). Shown, but
+  it has no vote in the window's verdict: a window's events per shopper and a shopper's whole
   training history differ by nature;
-- scores: the served slates' scores (the reference: the same recommender's top-k scores for a
-  sample of known shoppers' histories);
+- scores: the served slates' scores (training reference: the same recommender's top-k scores for
+  a sample of known shoppers' histories);
 - texts: the text embeddings of the engaged items (Evidently's embedding drift, a classifier
   between reference and current, ROC AUC over monitor.embedding_drift_threshold is drift).
 An index page links every window's reports.
@@ -33,6 +37,7 @@ from components.feedback.events import ENGAGEMENTS
 from components.serving.recommender import Recommender
 
 TEXT_COLUMNS = "text"
+TRAINING = "training"   # the reference's name when there is no earlier window
 
 
 @dataclass(frozen=True)
@@ -57,30 +62,54 @@ def item_features(recommender: Recommender, items: pd.Series) -> pd.DataFrame:
     return out
 
 
-def views(recommender: Recommender, events: pd.DataFrame, slates: pd.DataFrame, cfg: MonitorParams,
-          rng: np.random.Generator) -> list[View]:
+@dataclass(frozen=True)
+class Feedback:
+    """A window's valid events and served slates."""
+    events: pd.DataFrame
+    slates: pd.DataFrame
+
+    def engaged_items(self) -> pd.Series:
+        return self.events.loc[self.events["kind"].isin(ENGAGEMENTS), "item"].reset_index(drop=True)
+
+    def served_scores(self, k: int) -> np.ndarray:
+        return np.asarray([score for items in self.slates["items"] for _, score, _ in items[:k]], dtype=float)
+
+    def events_per_shopper(self) -> pd.Series:
+        return self.events.groupby("user").size().astype(float)
+
+
+def training_reference(recommender: Recommender, cfg: MonitorParams, rng: np.random.Generator
+                       ) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """Engaged items, events per shopper and top-k scores of a sample of known shoppers."""
     histories = recommender.bundle.histories()
     sample = histories.sample(min(cfg.drift_reference_shoppers, len(histories)), random_state=int(rng.integers(1 << 31)))
-    reference_items = pd.Series([i for h in sample["history"] for i in h])
-    engaged = events[events["kind"].isin(ENGAGEMENTS)]
-    item_ref, item_cur = item_features(recommender, reference_items), item_features(recommender, engaged["item"])
-    categorical = [c for c in item_ref.columns if c != "item_popularity"]
-    out = [View("items", item_ref, item_cur, DataDefinition(numerical_columns=["item_popularity"],
-                                                            categorical_columns=categorical)),
-           View("shoppers", pd.DataFrame({"events_per_shopper": sample["history"].map(len).astype(float)}),
-                pd.DataFrame({"events_per_shopper": events.groupby("user").size().astype(float)}),
-                DataDefinition(numerical_columns=["events_per_shopper"]), votes=False)]
-    served = [score for items in slates["items"] for _, score, _ in items[:cfg.k]]
     top = recommender.top_scores([recommender.known_indices(h) for h in sample["history"]], cfg.k)
-    out.append(View("scores", pd.DataFrame({"score": top.ravel()}), pd.DataFrame({"score": np.asarray(served, float)}),
-                    DataDefinition(numerical_columns=["score"])))
+    return (pd.Series([i for h in sample["history"] for i in h]), sample["history"].map(len).astype(float),
+            top.ravel())
+
+
+def views(recommender: Recommender, current: Feedback, previous: Feedback | None, cfg: MonitorParams,
+          rng: np.random.Generator) -> list[View]:
+    if previous is None:
+        ref_items, ref_activity, ref_scores = training_reference(recommender, cfg, rng)
+    else:
+        ref_items, ref_activity, ref_scores = (previous.engaged_items(), previous.events_per_shopper(),
+                                               previous.served_scores(cfg.k))
+    cur_items = current.engaged_items()
+    item_ref, item_cur = item_features(recommender, ref_items), item_features(recommender, cur_items)
+    categorical = [c for c in item_ref.columns if c != "item_popularity"]
     text = recommender.item_text_vectors()
     columns = [f"t{j}" for j in range(text.shape[1])]
-    ref_rows = text[recommender.known_indices(reference_items.tolist())]
-    cur_rows = text[recommender.known_indices(engaged["item"].tolist())]
-    out.append(View("texts", pd.DataFrame(ref_rows, columns=columns), pd.DataFrame(cur_rows, columns=columns),
-                    DataDefinition(numerical_columns=columns, embeddings={TEXT_COLUMNS: columns})))
-    return out
+    return [View("items", item_ref, item_cur, DataDefinition(numerical_columns=["item_popularity"],
+                                                             categorical_columns=categorical)),
+            View("shoppers", pd.DataFrame({"events_per_shopper": ref_activity.to_numpy()}),
+                 pd.DataFrame({"events_per_shopper": current.events_per_shopper().to_numpy()}),
+                 DataDefinition(numerical_columns=["events_per_shopper"]), votes=False),
+            View("scores", pd.DataFrame({"score": ref_scores}), pd.DataFrame({"score": current.served_scores(cfg.k)}),
+                 DataDefinition(numerical_columns=["score"])),
+            View("texts", pd.DataFrame(text[recommender.known_indices(ref_items.tolist())], columns=columns),
+                 pd.DataFrame(text[recommender.known_indices(cur_items.tolist())], columns=columns),
+                 DataDefinition(numerical_columns=columns, embeddings={TEXT_COLUMNS: columns}))]
 
 
 def run_view(view: View, cfg: MonitorParams, out_dir: Path) -> dict:
@@ -127,22 +156,30 @@ def write_index(reports_dir: Path) -> Path:
             + (f" (<a href='{html.escape(Path(v['html']).relative_to(reports_dir).as_posix())}'>report</a>)" if "html" in v else "")
             + "</td>" for v in window["views"])
         verdict_cell = "<b>drift</b>" if window["drifted"] else "stable"
-        rows.append(f"<tr><td>{html.escape(summary_file.parent.name)}</td>{cells}<td>{verdict_cell}</td></tr>")
+        quality = summary_file.parent / "quality.html"   # components.monitoring.quality, when the window had events
+        quality_cell = f"<a href='{html.escape(quality.relative_to(reports_dir).as_posix())}'>data quality</a>" if quality.is_file() else "–"
+        rows.append(f"<tr><td>{html.escape(summary_file.parent.name)}</td><td>{html.escape(window.get('reference', 'training'))}</td>"
+                    f"{cells}<td>{verdict_cell}</td>"
+                    f"<td>{quality_cell}</td></tr>")
     page = ("<!doctype html><meta charset='utf-8'><title>Feedback drift</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;border-bottom:1px solid #ddd}</style>"
-            "<h1>Feedback drift against the training reference</h1><table><tr><th>window</th><th>items</th>"
-            "<th>shoppers (no vote)</th><th>scores</th><th>texts</th><th>verdict</th></tr>" + "".join(rows) + "</table>")
+            "<h1>Feedback drift</h1><p>Each window against the previous one; a first window against the training data.</p>"
+            "<table><tr><th>window</th><th>reference</th><th>items</th>"
+            "<th>shoppers (no vote)</th><th>scores</th><th>texts</th><th>verdict</th><th>incoming feedback</th></tr>" + "".join(rows) + "</table>")
     path = reports_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def drift_reports(recommender: Recommender, events: pd.DataFrame, slates: pd.DataFrame, cfg: MonitorParams,
-                  drift_dir: Path, window: str) -> dict:
-    """Every view's report under drift_dir/window, the verdicts in drift.json, the index updated."""
+def drift_reports(recommender: Recommender, current: Feedback, previous: tuple[str, Feedback] | None,
+                  cfg: MonitorParams, drift_dir: Path, window: str) -> dict:
+    """Every view's report under drift_dir/window against the previous window (name, feedback) or,
+    when None, the training data; the verdicts in drift.json, the index updated."""
     out_dir = drift_dir / window
-    results = [run_view(v, cfg, out_dir) for v in views(recommender, events, slates, cfg, np.random.default_rng(cfg.seed))]
-    summary = {"window": window, "drifted": any(v["drifted"] for v in results if v["votes"]), "views": results}
+    reference = previous[1] if previous else None
+    results = [run_view(v, cfg, out_dir) for v in views(recommender, current, reference, cfg, np.random.default_rng(cfg.seed))]
+    summary = {"window": window, "reference": f"window {previous[0]}" if previous else TRAINING,
+               "drifted": any(v["drifted"] for v in results if v["votes"]), "views": results}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "drift.json").write_text(json.dumps(summary, indent=2))
     summary["index"] = str(write_index(drift_dir))

@@ -4,7 +4,9 @@ It reads the window's events and served slates from the feedback store, checks t
 the feedback suite (quarantining bad rows, refusing a window whose schema is wrong), keeps the
 valid events and the quarantine as Parquet under monitor.out_dir, computes the online metrics of
 each model version, arm and policy, appends them to monitor.metrics_file with a plot over time,
-and only then moves the watermark (monitor.state_file): a pass that fails is redone in full.
+decides whether the feedback should become a new data version and retrain the model
+(components.monitoring.retraining), and only then moves the watermark (monitor.state_file): a
+pass that fails is redone in full.
 """
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from components.core.config import Params
-from components.core.io import read_json, write_json, write_parquet
+from components.core.io import read_json, read_parquet, write_json, write_parquet
 from components.feedback.store import open_store
-from components.monitoring.drift import drift_reports
+from components.monitoring.drift import Feedback, drift_reports
 from components.monitoring.feedback_checks import check_feedback, quarantine_reasons
 from components.monitoring.online_metrics import online_metrics
+from components.monitoring.quality import quality_report
+from components.monitoring.retraining import decide
 from components.serving.recommender import load_recommender
 
 log = logging.getLogger(__name__)
@@ -31,19 +35,39 @@ def _window_name(until: float) -> str:
     return datetime.fromtimestamp(until, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def read_history(params: Params) -> list[dict]:
+    """Every window of monitor.metrics_file, oldest first."""
+    history_file = params.path(params.monitor.metrics_file)
+    return read_json(history_file)["windows"] if history_file.is_file() else []
+
+
+def reference_window(history: list[dict], min_rows: int) -> dict | None:
+    """The newest earlier window whose feedback was kept and had enough engagements to compare with."""
+    for window in reversed(history):
+        kept = not window.get("retrain", {}).get("held_back") and Path(window["files"]["valid"]).is_file()
+        engaged = next(v["rows"] for v in window["drift"]["views"] if v["view"] == "items")
+        if kept and engaged >= min_rows:
+            return window
+    return None
+
+
 def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     cfg = params.monitor
     state_file = params.path(cfg.state_file)
     since = read_json(state_file)["until"] if state_file.is_file() else 0.0
     until = time.time() if until is None else until
+    name = _window_name(until)
+    history = [w for w in read_history(params) if w["name"] != name]
+    previous = reference_window(history, cfg.drift_min_rows)
     store = open_store(params)
     try:
         events, slates = store.events_between(since, until), store.slates_between(since, until)
+        reference = previous and (previous["name"], Feedback(read_parquet(Path(previous["files"]["valid"])),
+                                                             store.slates_between(previous["since"], previous["until"])))
     finally:
         store.close()
     recommender = load_recommender(params)
     catalogue = recommender.catalogue["item"].astype(str).tolist()
-    name = _window_name(until)
     check = check_feedback(events, catalogue, cfg.max_events_per_minute, params.path(params.validation.expectations_dir),
                            cfg.on_failure, params.path(cfg.reports_dir) / name / "data_docs")
     out = params.path(cfg.out_dir)
@@ -51,18 +75,20 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
              "quarantine": str(write_parquet(check.quarantined, out / f"{name}.quarantine.parquet"))}
     metrics = online_metrics(slates, check.valid, recommender.n_items, set(recommender.new_item_ids()),
                              cfg.k, cfg.next_action_seconds)
-    drift = drift_reports(recommender, check.valid, slates, cfg, params.path(cfg.drift_dir), name)
+    quality = quality_report(events, params.path(cfg.drift_dir) / name)
+    drift = drift_reports(recommender, Feedback(check.valid, slates), reference or None, cfg,
+                          params.path(cfg.drift_dir), name)
     window = {"since": since, "until": until, "name": name, "events": len(events), "slates": len(slates),
               "check": check.summary(), "quarantined_by_expectation": quarantine_reasons(check),
-              "metrics": metrics, "drift": drift, "files": files}
-    history_file = params.path(cfg.metrics_file)
-    history = read_json(history_file)["windows"] if history_file.is_file() else []
-    history = [w for w in history if w["name"] != name] + [window]
-    write_json({"windows": history, "latest": window}, history_file)
+              "metrics": metrics, "drift": drift, "quality": quality, "files": files}
+    window["retrain"] = decide(window, history, params)
+    history.append(window)
+    write_json({"windows": history, "latest": window}, params.path(cfg.metrics_file))
     plot_online(history, params.path(cfg.plot_file), cfg.k)
     write_json({"until": until, "name": name}, state_file)
-    log.info("feedback %s: %d events (%d quarantined%s), %d slates", name, len(events), len(check.quarantined),
-             ", window refused" if check.refused else "", len(slates))
+    log.info("feedback %s: %d events (%d quarantined%s), %d slates; drift against %s: %s; retrain: %s (%s)", name,
+             len(events), len(check.quarantined), ", window refused" if check.refused else "", len(slates),
+             drift["reference"], drift["drifted"], window["retrain"]["retrain"], window["retrain"]["why"])
     return window
 
 

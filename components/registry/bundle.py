@@ -93,7 +93,8 @@ class Bundle:
 
 
 def data_version(params: Params) -> dict[str, str | None]:
-    """DVC's hash of the split output (from dvc.lock) and a content hash of the split files."""
+    """DVC's hash of the split output (from dvc.lock), a content hash of the split files, and the
+    accepted feedback the data holds (ingest's summary): its folder's hash and its windows."""
     h = hashlib.sha256()
     split_dir = params.path(params.split.out_dir)
     for f in sorted(split_dir.glob("*.parquet")):
@@ -104,7 +105,10 @@ def data_version(params: Params) -> dict[str, str | None]:
     if lock.is_file():
         stage = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get("split", {})
         dvc_md5 = next((o.get("md5") for o in stage.get("outs", []) if o.get("path") == str(params.split.out_dir)), None)
-    return {"dvc_md5": dvc_md5, "sha256": h.hexdigest()[:16]}
+    summary = params.path(params.ingest.out_dir) / "summary.json"
+    feedback = read_json(summary).get("feedback", {}) if summary.is_file() else {}
+    return {"dvc_md5": dvc_md5, "sha256": h.hexdigest()[:16], "feedback_sha256": feedback.get("sha256"),
+            "feedback_windows": ",".join(feedback.get("windows", [])) or None}
 
 
 def served_figures(ranking: dict) -> dict[str, dict]:

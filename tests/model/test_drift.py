@@ -1,6 +1,7 @@
 """Evidently drift reports on the registered sample: feedback that engages with items drawn the
 way training did shows no popularity drift, a surge on a few rarely bought products does, in
-Evidently's own JSON (read back) and in the HTML reports and index it writes."""
+Evidently's own JSON (read back) and in the HTML reports and index it writes; against a previous
+window, the same surge again is stable and ordinary feedback after it drifts."""
 from __future__ import annotations
 
 import time
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from components.core.config import load_params
-from components.monitoring.drift import drift_reports
+from components.monitoring.drift import Feedback, drift_reports
 from components.serving.recommender import load_recommender
 
 pytestmark = pytest.mark.model
@@ -35,8 +36,9 @@ def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_s
     users = [f"u{int(n)}" for n in rng.integers(0, 150, 400)]
     no_slates = pd.DataFrame({"items": pd.Series([], dtype=object)})
 
-    calm = drift_reports(recommender, engagements(ordinary, users), no_slates, params.monitor, tmp_path, "calm")
-    stormy = drift_reports(recommender, engagements(surge, users), no_slates, params.monitor, tmp_path, "surge")
+    calm_window, surge_window = (Feedback(engagements(items, users), no_slates) for items in (ordinary, surge))
+    calm = drift_reports(recommender, calm_window, None, params.monitor, tmp_path, "calm")
+    stormy = drift_reports(recommender, surge_window, None, params.monitor, tmp_path, "surge")
     calm_views, stormy_views = ({v["view"]: v for v in r["views"]} for r in (calm, stormy))
     assert calm_views["items"]["drifted"] is False and stormy_views["items"]["drifted"] is True
     assert stormy_views["texts"]["drifted"] is True and stormy_views["texts"]["drift_score"] > calm_views["texts"]["drift_score"]
@@ -45,3 +47,9 @@ def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_s
     assert (tmp_path / "surge" / "items.html").stat().st_size > 10_000
     index = (tmp_path / "index.html").read_text()
     assert "surge" in index and "calm" in index and "<b>drift</b>" in index
+
+    again = drift_reports(recommender, Feedback(engagements(surge[::-1], users), no_slates), ("surge", surge_window),
+                          params.monitor, tmp_path, "surge-again")
+    after = drift_reports(recommender, calm_window, ("surge", surge_window), params.monitor, tmp_path, "after")
+    assert again["reference"] == after["reference"] == "window surge"
+    assert again["drifted"] is False and after["drifted"] is True

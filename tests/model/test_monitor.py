@@ -45,6 +45,9 @@ def test_a_pass_checks_the_window_measures_it_and_moves_on(served_sample, tmp_pa
     [row] = window["metrics"]
     assert row["slates"] == 20 and row["ctr"] == pytest.approx(10 / 200, abs=1e-6) and 0 < row["coverage"] < 1
     assert (tmp_path / "online.png").stat().st_size > 0 and read_json(tmp_path / "online.json")["latest"] == window
+    # the flood is most of the window: held back from training, and the decision says why
+    assert window["retrain"]["retrain"] is False and "not_a_bot_flood" in window["retrain"]["held_back"]
+    assert window["quality"]["rows"] == window["events"] and window["drift"]["reference"] == "training"
 
     again = monitor(params)
     assert again["since"] == window["until"] and again["events"] == 0 and again["metrics"] == []
