@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve bento bench-serve bench-consistency steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve bento bench-serve bench-consistency demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -77,6 +77,9 @@ bench-serve: $(STAMP)  ## register if needed, start the service, replay test cas
 	$(BIN)/dvc repro register
 	$(BIN)/interest bench-serve
 
+demo-loop: $(STAMP)  ## the closed loop's story on a sample in runs/demo-loop: serve, simulate, drift, new data version, retrain, gate, swap
+	$(BIN)/interest demo-loop
+
 bench-consistency: $(STAMP)  ## sweep serving.personalisation on valid cases: metrics/consistency.json and reports/consistency.png
 	$(BIN)/dvc repro register
 	$(BIN)/interest bench-consistency
@@ -85,4 +88,5 @@ steps: $(STAMP)  ## list the pipeline's steps (dvc.yaml stages, Airflow tasks) i
 	$(BIN)/interest steps
 
 clean:  ## remove generated outputs (keeps .venv)
-	rm -rf data models reports runs airflow_home bentoml_home .dvc/tmp .dvc/cache
+	rm -rf $(filter-out data/accepted_feedback,$(wildcard data/*)) data/accepted_feedback/*.parquet
+	rm -rf models reports runs airflow_home bentoml_home .dvc/tmp .dvc/cache

@@ -175,6 +175,18 @@ def simulate(url: str = typer.Option("http://localhost:3000", "--url", help="the
     _echo_json(run(p, url, service_token(p.path(p.serving.token_file)), shoppers, surge, new_products))
 
 
+@app.command("demo-loop")
+def demo_loop(params: Optional[Path] = ParamsOpt) -> None:
+    """The closed loop's story on a sample (demo.*), in a fresh demo.dir: train and promote ->
+    serve -> simulated shoppers -> monitoring -> a shift (new products, a surge) -> drift found ->
+    the accepted feedback becomes a new data version -> retrain -> gate -> the service swaps ->
+    the same shoppers again. Prints each step with its figures and time, the wall time and where
+    the reports are."""
+    from components.demo_loop import demo_loop as run
+
+    typer.echo(run(_params(params)).text())
+
+
 @app.command("params-for")
 def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all its outputs go to"),
                dataset: Optional[str] = typer.Option(None, "--dataset", help="data.dataset of the copy, e.g. Scientific"),

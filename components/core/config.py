@@ -221,6 +221,9 @@ class GateParams(_Section):
     ndcg_tolerance: float = Field(ge=0, lt=1)
     cold_recall_tolerance: float = Field(ge=0, lt=1)
     cases: int = Field(ge=0)
+    ope_slates: int = Field(gt=0)
+    ope_min_support: float = Field(ge=0, le=1)
+    ope_tolerance: float = Field(ge=0, lt=1)
     metrics_file: Path
     bento_record_file: Path
 
@@ -263,6 +266,15 @@ class SimulateParams(_Section):
     new_products: int = Field(ge=0)
     clients: int = Field(gt=0)
     seed: int
+
+
+class DemoParams(_Section):
+    dir: Path
+    sample_users: int = Field(gt=0)
+    shoppers: int = Field(gt=0)
+    surge: str
+    new_products: int = Field(ge=0)
+    startup_seconds: float = Field(gt=0)
 
 
 class ColdStartParams(_Section):
@@ -347,6 +359,7 @@ class Params(_Section):
     gate: GateParams
     monitor: MonitorParams
     simulate: SimulateParams
+    demo: DemoParams
     baselines: BaselinesParams
     fusion: FusionParams
     evaluate: EvaluateParams

@@ -1,11 +1,14 @@
 """`interest gate`: may the newly registered version replace the one in production?
 
 Both versions are scored by the same code (each one's served recommender, in process) on the
-same held-out cases: the newest data version's test cases, read as item ids so that versions
+same held-out cases: the newest data version's test cases (but those whose target is accepted
+feedback, which production's own slates made possible), read as item ids so that versions
 trained on other catalogues are comparable (history items a version does not know are left out
 of its histories; a target it does not know is a miss). The candidate is promoted only when
 neither its NDCG@10 nor its Recall@10 on cases whose target is a new (cold) product is worse than
-production's beyond the relative tolerances in gate.*; with no production version yet, the first
+production's beyond the relative tolerances in gate.*, nor, where the feedback store holds logged
+slates that cover both versions' slates, its off-policy clicks per shown item (SNIPS,
+components.serving.off_policy); with no production version yet, the first
 candidate is promoted. The decision and every figure go to gate.metrics_file and to the
 candidate's metadata in the model store. Running it again for the same candidate decides nothing
 new (a retried task promotes nothing twice).
@@ -13,6 +16,7 @@ new (a retried task promotes nothing twice).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,11 +26,15 @@ import pandas as pd
 from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
+from components.data.feedback_data import read_feedback
 from components.data.split import load_split
 from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, case_metrics
 from components.evaluation.ranking import rank_cases
+from components.feedback.store import open_store
 from components.registry.promotion import production_tag, promote
 from components.registry.store import model_store, without_none
+from components.serving.off_policy import logged_impressions, snips
+from components.serving.policies import GREEDY
 from components.serving.recommender import Recommender, load_recommender
 
 log = logging.getLogger(__name__)
@@ -34,10 +42,16 @@ K = 10
 PROMOTED, REFUSED, UNCHANGED = "promoted", "refused", "already in production"
 
 
-def held_out_cases(params: Params) -> pd.DataFrame:
-    """The newest split's test cases as item ids (gate.cases of them; 0 = all)."""
+def held_out_cases(params: Params) -> tuple[pd.DataFrame, int]:
+    """The newest split's test cases as item ids (gate.cases of them; 0 = all), without those whose
+    target is accepted feedback: a click on a slate production chose favours production, which
+    decided what could be clicked. Returns the cases and how many were left out."""
     cases = load_split(params).cases_as_ids(HEADLINE_SUBSET)
-    return cases.head(params.gate.cases) if params.gate.cases else cases
+    feedback, _ = read_feedback(params.path(params.ingest.feedback_dir))
+    logged = pd.MultiIndex.from_frame(feedback[["user", "item"]].astype(str))
+    from_feedback = pd.MultiIndex.from_arrays([cases["user"].astype(str), cases["target"].astype(str)]).isin(logged)
+    cases = cases[~from_feedback]
+    return (cases.head(params.gate.cases) if params.gate.cases else cases), int(from_feedback.sum())
 
 
 def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> dict[str, float]:
@@ -50,6 +64,30 @@ def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> di
     return {f"ndcg@{K}": round(float(per_case[f"ndcg@{K}"].mean()), 6),
             f"cold_recall@{K}": round(float(per_case[f"recall@{K}"][cold].mean()), 6) if cold.any() else None,
             "cases": int(len(cases)), "cold_cases": int(cold.sum())}
+
+
+def off_policy(params: Params, versions: dict[str, Recommender]) -> dict[str, Any] | None:
+    """Each version's SNIPS clicks per shown item on the newest gate.ope_slates logged slates (the
+    feedback store), its greedy slate built from the history production knew; None without logs."""
+    store = open_store(params)
+    try:
+        slates = store.slates_between(0.0, time.time())
+        events = store.events_between(0.0, time.time())
+    finally:
+        store.close()
+    impressions = logged_impressions(slates[slates["user"].notna()].tail(params.gate.ope_slates), events)
+    if impressions.empty:
+        return None
+    context = versions.get("production") or versions["candidate"]
+    histories = {user: context.user_history(user) for user in impressions["user"].unique() if context.knows_shopper(user)}
+    impressions = impressions[impressions["user"].isin(histories)]
+    out: dict[str, Any] = {"slates": int(impressions["request_id"].nunique()), "impressions": len(impressions),
+                           "logged_ctr": round(float(impressions["clicked"].mean()), 6) if len(impressions) else None}
+    for name, version in versions.items():
+        slates_of = {user: set(map(str, version.rank(items=history, k=params.serving.top_k, policy=GREEDY).items))
+                     for user, history in histories.items()}
+        out[name] = snips(impressions, slates_of)
+    return out
 
 
 def not_worse(candidate: dict, production: dict, params: Params) -> tuple[bool, list[str]]:
@@ -65,6 +103,20 @@ def not_worse(candidate: dict, production: dict, params: Params) -> tuple[bool, 
     return not reasons, reasons
 
 
+def off_policy_worse(estimates: dict[str, Any] | None, params: Params) -> list[str]:
+    """A reason to refuse when the logs cover both versions' slates enough (gate.ope_min_support)
+    and the candidate's estimated clicks per shown item are below production's beyond gate.ope_tolerance."""
+    if not estimates:
+        return []
+    candidate, production = estimates["candidate"], estimates["production"]
+    if min(candidate["support"] or 0, production["support"] or 0) < params.gate.ope_min_support \
+            or candidate["value"] is None or production["value"] is None:
+        return []
+    floor = production["value"] * (1 - params.gate.ope_tolerance)
+    return [f"off-policy clicks per shown item {candidate['value']:.4f} < {floor:.4f} (production "
+            f"{production['value']:.4f} less {params.gate.ope_tolerance:.0%})"] if candidate["value"] < floor else []
+
+
 def gate(params: Params) -> dict[str, Any]:
     record_file = params.path(params.registry.record_file)
     if not record_file.is_file():
@@ -76,14 +128,19 @@ def gate(params: Params) -> dict[str, Any]:
     if production == candidate_tag:
         decision.update(decision=UNCHANGED, reasons=[])
     else:
-        cases = held_out_cases(params)
-        decision["candidate_figures"] = figures(load_recommender(params, candidate_tag), cases, params)
+        cases, decision["feedback_cases_left_out"] = held_out_cases(params)
+        versions = {"candidate": load_recommender(params, candidate_tag)}
+        if production is not None:
+            versions["production"] = load_recommender(params, production)
+        for name, version in versions.items():
+            decision[f"{name}_figures"] = figures(version, cases, params)
+        decision["off_policy"] = off_policy(params, versions)
         if production is None:
             decision.update(decision=PROMOTED, reasons=["no production version yet"])
         else:
-            decision["production_figures"] = figures(load_recommender(params, production), cases, params)
             passed, reasons = not_worse(decision["candidate_figures"], decision["production_figures"], params)
-            decision.update(decision=PROMOTED if passed else REFUSED, reasons=reasons)
+            reasons += off_policy_worse(decision["off_policy"], params)
+            decision.update(decision=PROMOTED if not reasons else REFUSED, reasons=reasons)
         _record_on_candidate(params, candidate_tag, decision)
         if decision["decision"] == PROMOTED:
             promote(params, candidate_tag, reason=f"gate: {'; '.join(decision['reasons']) or 'not worse'}")

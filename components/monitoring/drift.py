@@ -1,9 +1,10 @@
 """Evidently 0.7 drift reports: the feedback of a window against a reference.
 
-The reference is the previous window's feedback when there is one (feedback shaped by the same
-kind of recommendations: what changed between windows is drift), else the training data, which
-feedback always differs from (served slates favour what the model ranks high): a first window's
-reports describe, they do not trigger retraining (components.monitoring.retraining).
+The reference is the previous window served by the same model versions when there is one
+(feedback shaped by the same recommendations: what changed between the windows is the shoppers),
+else the training data, which feedback always differs from (served slates favour what the model
+ranks high): a new version's first window is described, it does not trigger retraining
+(components.monitoring.retraining).
 Four views, each an Evidently Report (HTML for people, JSON read back for the verdicts):
 - items: popularity of the engaged items (log training count) and, where the catalogue has them,
   their first category and brand;
@@ -163,7 +164,8 @@ def write_index(reports_dir: Path) -> Path:
                     f"<td>{quality_cell}</td></tr>")
     page = ("<!doctype html><meta charset='utf-8'><title>Feedback drift</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;border-bottom:1px solid #ddd}</style>"
-            "<h1>Feedback drift</h1><p>Each window against the previous one; a first window against the training data.</p>"
+            "<h1>Feedback drift</h1><p>Each window against the previous one served by the same model versions; "
+            "a version's first window against the training data.</p>"
             "<table><tr><th>window</th><th>reference</th><th>items</th>"
             "<th>shoppers (no vote)</th><th>scores</th><th>texts</th><th>verdict</th><th>incoming feedback</th></tr>" + "".join(rows) + "</table>")
     path = reports_dir / "index.html"

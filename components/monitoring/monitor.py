@@ -41,12 +41,18 @@ def read_history(params: Params) -> list[dict]:
     return read_json(history_file)["windows"] if history_file.is_file() else []
 
 
-def reference_window(history: list[dict], min_rows: int) -> dict | None:
-    """The newest earlier window whose feedback was kept and had enough engagements to compare with."""
+def served_tags(window: dict) -> set[str]:
+    return {row["model_tag"] for row in window["metrics"]}
+
+
+def reference_window(history: list[dict], tags: set[str], min_rows: int) -> dict | None:
+    """The newest earlier window served by the same model versions whose feedback was kept and had
+    enough engagements to compare with. Windows of other versions are no reference: what a new
+    version shows changes what shoppers engage with, and that is not drift in the shoppers."""
     for window in reversed(history):
         kept = not window.get("retrain", {}).get("held_back") and Path(window["files"]["valid"]).is_file()
         engaged = next(v["rows"] for v in window["drift"]["views"] if v["view"] == "items")
-        if kept and engaged >= min_rows:
+        if kept and served_tags(window) == tags and engaged >= min_rows:
             return window
     return None
 
@@ -58,10 +64,10 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     until = time.time() if until is None else until
     name = _window_name(until)
     history = [w for w in read_history(params) if w["name"] != name]
-    previous = reference_window(history, cfg.drift_min_rows)
     store = open_store(params)
     try:
         events, slates = store.events_between(since, until), store.slates_between(since, until)
+        previous = reference_window(history, set(slates["model_tag"]), cfg.drift_min_rows)
         reference = previous and (previous["name"], Feedback(read_parquet(Path(previous["files"]["valid"])),
                                                              store.slates_between(previous["since"], previous["until"])))
     finally:

@@ -86,8 +86,8 @@ def decide(window: dict, history: list[dict], params: Params) -> dict:
     decision = {"retrain": False, "held_back": None, "reasons": reasons, "pending_windows": len(pending),
                 "pending_engagements": engagements}
     if not reasons:
-        first = " (a first window is compared with the training data, which served feedback always differs from)" \
-            if drift["reference"] == TRAINING else ""
+        first = (" (a model version's first window is compared with the training data, which served feedback always "
+                 "differs from)") if drift["reference"] == TRAINING else ""
         return {**decision, "why": f"no drift between windows in monitor.retrain.drift_views{first} and no online-metric drop"}
     if engagements < cfg.min_events:
         return {**decision, "why": f"{engagements} accepted engagements pending, fewer than "

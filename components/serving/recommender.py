@@ -142,6 +142,9 @@ class Recommender:
     def knows(self, item: str) -> bool:
         return item in self._index
 
+    def knows_shopper(self, user: str) -> bool:
+        return user in self._histories
+
     def popularity_counts(self) -> np.ndarray:
         """Interactions per item_idx known when the test cases were scored (added items: 0)."""
         return self._fit.counts

@@ -95,12 +95,13 @@ def _post(client: httpx.Client, url: str, endpoint: str, body: dict, headers: di
 
 
 def simulate(params: Params, url: str, token: str, shoppers: int | None = None, surge: str | None = None,
-             new_products: int | None = None) -> dict:
-    """shoppers, surge, new_products: None = as simulate.* says."""
+             new_products: int | None = None, cases: pd.DataFrame | None = None) -> dict:
+    """shoppers, surge, new_products: None = as simulate.* says; cases: these shoppers (held_out_shoppers)."""
     cfg = params.simulate
     surge = cfg.surge_category if surge is None else surge
     new_products = cfg.new_products if new_products is None else new_products
-    cases = held_out_shoppers(params, cfg.shoppers if shoppers is None else shoppers)
+    if cases is None:
+        cases = held_out_shoppers(params, cfg.shoppers if shoppers is None else shoppers)
     run = uuid.uuid4().hex[:8]   # event ids stay unique across runs
     auth = {"authorization": f"Bearer {token}"}
     texts, quiet = catalogue_texts(params) if surge else (pd.Series(dtype=str), pd.Series(dtype=str))

@@ -100,5 +100,12 @@ def test_validate_emits_the_validated_data_asset(parsed):
 def test_feedback_monitor_runs_hourly_one_pass_at_a_time(parsed):
     dag = parsed["dags"]["feedback_monitor"]
     assert dag["doc"] and dag["schedule"] == "@hourly" and dag["catchup"] is False
-    assert list(dag["tasks"]) == ["monitor_feedback"]
-    assert dag["tasks"]["monitor_feedback"]["retries"] >= 1
+    assert list(dag["tasks"]) == ["monitor_feedback", "accept_feedback"]
+    assert dag["tasks"]["accept_feedback"]["upstream"] == ["monitor_feedback"]
+    assert all(task["retries"] >= 1 for task in dag["tasks"].values())
+
+
+def test_a_new_data_version_triggers_training(parsed):
+    """accept_feedback emits the asset interest_training is scheduled on."""
+    assert parsed["dags"]["feedback_monitor"]["tasks"]["accept_feedback"]["outlets"] == ["interest_accepted_feedback"]
+    assert "interest_accepted_feedback" in parsed["dags"][DAG_ID]["schedule"]

@@ -1,17 +1,21 @@
 """The gate on the registered sample, in a copy of its model store: the first candidate is
-promoted, asking again promotes nothing twice, and a worse candidate is refused with its figures
-and reasons recorded (gate.json and the candidate's metadata) while production stays."""
+promoted, asking again promotes nothing twice, and a worse candidate (popularity alone; a model
+trained on shuffled targets) is refused with its figures and reasons recorded (gate.json and the
+candidate's metadata) while production stays."""
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from components.core.config import Params, load_params
-from components.core.io import read_json, write_json
+from components.core.io import read_json, read_parquet, write_json, write_parquet
 from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate
+from components.pipeline import run_step, select_steps
 from components.registry.promotion import production_tag, promotion_history
 from components.registry.store import model_store, store_home
+from tests.conftest import derived_params
 from tests.registry_copies import store_copy
 
 pytestmark = pytest.mark.model
@@ -56,3 +60,28 @@ def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):
     assert any(reason.startswith("ndcg@10") for reason in refused["reasons"])
     assert read_json(params.path(params.gate.metrics_file))["decision"] == REFUSED
     assert model_store(params).get(worse).info.metadata["gate"]["decision"] == REFUSED
+
+
+def test_a_model_trained_on_shuffled_targets_is_refused(own_store, prepared_sample, tmp_path):
+    """The pipeline run again on the same sample with the targets it learns from shuffled (the
+    training interactions' items, the validation cases' targets; the test cases intact): the model,
+    the kNN tables and the fusion weights learn noise; the gate keeps production."""
+    production = gate(own_store)["candidate"]
+    split = tmp_path / "split"
+    shutil.copytree(prepared_sample.path(prepared_sample.split.out_dir), split)
+    rng = np.random.default_rng(0)
+    train, cases = read_parquet(split / "train.parquet"), read_parquet(split / "cases.parquet")
+    write_parquet(train.assign(item_idx=rng.permutation(train["item_idx"].to_numpy())), split / "train.parquet")
+    valid = (cases["split"] == "valid").to_numpy()   # early stopping and the fusion's weights learn from these
+    cases.loc[valid, "target"] = rng.permutation(cases.loc[valid, "target"].to_numpy())
+    write_parquet(cases, split / "cases.parquet")
+    params = load_params(derived_params(prepared_sample, tmp_path / "shuffled", coldstart={"epochs": 20}),
+                         environ={k: str(v) for k, v in {
+                             "INTEREST__SPLIT__OUT_DIR": split,
+                             "INTEREST__REGISTRY__HOME": store_home(own_store),
+                             "INTEREST__GATE__METRICS_FILE": own_store.path(own_store.gate.metrics_file),
+                             "INTEREST__SERVING__ADDED_ITEMS_DIR": tmp_path / "added"}.items()})
+    for step in select_steps(to="gate")[len(select_steps(to="embed")):]:
+        decision = run_step(step.name, params)
+    assert decision["decision"] == REFUSED and production_tag(own_store) == production
+    assert decision["candidate_figures"]["ndcg@10"] < decision["production_figures"]["ndcg@10"]

@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("serving",),
     ("monitoring", "analysis", "privacy", "deployment"),
     ("pipeline",),
+    ("demo_loop",),
     ("cli",),
 )
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
