@@ -76,7 +76,10 @@ def gate_line(summaries: dict[str, dict]) -> str:
     figures = {"candidate": gate.get("candidate_figures", {}), "production": gate.get("production_figures", {})}
     shown = "; ".join(f"{who} NDCG@10 {f['ndcg@10']}, cold Recall@10 {f['cold_recall@10']}"
                       for who, f in figures.items() if f)
-    return (f"gate: {gate['candidate']} {gate['decision']} ({shown}; {'; '.join(gate['reasons'])}; "
+    ope = gate.get("off_policy")
+    logged = "" if not ope else "; off-policy clicks per shown item " + ", ".join(
+        f"{who} {ope[who]['value']} (support {ope[who]['support']})" for who in ("candidate", "production") if who in ope)
+    return (f"gate: {gate['candidate']} {gate['decision']} ({'; '.join([shown, *gate['reasons']])}{logged}; "
             f"production was {gate['production']})")
 
 

@@ -1,6 +1,7 @@
 """dvc.yaml read as the tests compare it with the step list: stages, their deps and params."""
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
@@ -53,16 +54,22 @@ def _paths(entries: list) -> list[str]:
     return out
 
 
+def _value(params: Params, key: str):
+    section, *rest = key.split(".")
+    value = getattr(params, "validation" if section == "validate" else section)
+    for name in rest:
+        value = getattr(value, name)
+    return value
+
+
 def unlisted_locations(stage: dict, reads: list[str], params: Params) -> list[str]:
-    """File-location keys the step read whose path the stage names as neither dep nor output."""
-    listed = {p.replace("${data.mirror_dir}", str(params.data.mirror_dir))
+    """File-location keys the step read whose path the stage names as neither dep nor output
+    (dvc.yaml's ${section.key} templates resolved from params)."""
+    listed = {re.sub(r"\$\{([a-z_.]+)\}", lambda m: str(_value(params, m.group(1))), p)
               for key in ("deps", "outs", "metrics", "plots") for p in _paths(stage.get(key, []))}
     problems = []
     for key in sorted(set(reads) & file_location_keys() - UNTRACKED_LOCATIONS):
-        section, *rest = key.split(".")
-        value = getattr(params, "validation" if section == "validate" else section)
-        for name in rest:
-            value = getattr(value, name)
+        value = _value(params, key)
         if str(value).rstrip("/") not in listed:
             problems.append(f"{key} ({value})")
     return problems

@@ -1,10 +1,11 @@
 """Evidently 0.7 drift reports: the feedback of a window against a reference.
 
-The reference is the previous window served by the same model versions when there is one
-(feedback shaped by the same recommendations: what changed between the windows is the shoppers),
-else the training data, which feedback always differs from (served slates favour what the model
-ranks high): a new version's first window is described, it does not trigger retraining
-(components.monitoring.retraining).
+Every window is compared with the training data (how far the feedback has moved from what the
+model learnt) and, for the verdict that may trigger retraining (components.monitoring.retraining),
+with the previous window served by the same model versions when there is one: feedback shaped by
+the same recommendations, so what changed between them is the shoppers. Against the training data
+served feedback always drifts (slates favour what the model ranks high), so a version's first
+window, which has only that reference, is described and triggers nothing.
 Four views, each an Evidently Report (HTML for people, JSON read back for the verdicts):
 - items: popularity of the engaged items (log training count) and, where the catalogue has them,
   their first category and brand;
@@ -147,27 +148,33 @@ def verdict(report: dict, cfg: MonitorParams) -> dict:
     raise ValueError("the report has no drift metric")
 
 
+def _verdict_cells(views: list[dict], reports_dir: Path) -> str:
+    return "".join(
+        f"<td>{'–' if v['drifted'] is None else ('<b>drift</b>' if v['drifted'] else 'stable')}"
+        + (f" (<a href='{html.escape(Path(v['html']).relative_to(reports_dir).as_posix())}'>report</a>)" if "html" in v else "")
+        + "</td>" for v in views)
+
+
 def write_index(reports_dir: Path) -> Path:
     """reports_dir/index.html: every window's verdicts, newest first, linking its reports."""
     rows = []
     for summary_file in sorted(reports_dir.glob("*/drift.json"), reverse=True):
         window = json.loads(summary_file.read_text())
-        cells = "".join(
-            f"<td>{'–' if v['drifted'] is None else ('<b>drift</b>' if v['drifted'] else 'stable')}"
-            + (f" (<a href='{html.escape(Path(v['html']).relative_to(reports_dir).as_posix())}'>report</a>)" if "html" in v else "")
-            + "</td>" for v in window["views"])
         verdict_cell = "<b>drift</b>" if window["drifted"] else "stable"
         quality = summary_file.parent / "quality.html"   # components.monitoring.quality, when the window had events
         quality_cell = f"<a href='{html.escape(quality.relative_to(reports_dir).as_posix())}'>data quality</a>" if quality.is_file() else "–"
-        rows.append(f"<tr><td>{html.escape(summary_file.parent.name)}</td><td>{html.escape(window.get('reference', 'training'))}</td>"
-                    f"{cells}<td>{verdict_cell}</td>"
-                    f"<td>{quality_cell}</td></tr>")
+        reference = window.get("reference", TRAINING)   # windows written before there were two references
+        rows.append(f"<tr><td>{html.escape(summary_file.parent.name)}</td><td>{html.escape(reference)}</td>"
+                    f"{_verdict_cells(window['views'], reports_dir)}<td>{verdict_cell}</td>"
+                    f"{_verdict_cells(window.get('training_views', window['views']), reports_dir)}<td>{quality_cell}</td></tr>")
+    views = "<th>items</th><th>shoppers (no vote)</th><th>scores</th><th>texts</th>"
     page = ("<!doctype html><meta charset='utf-8'><title>Feedback drift</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;border-bottom:1px solid #ddd}</style>"
-            "<h1>Feedback drift</h1><p>Each window against the previous one served by the same model versions; "
-            "a version's first window against the training data.</p>"
-            "<table><tr><th>window</th><th>reference</th><th>items</th>"
-            "<th>shoppers (no vote)</th><th>scores</th><th>texts</th><th>verdict</th><th>incoming feedback</th></tr>" + "".join(rows) + "</table>")
+            "<h1>Feedback drift</h1><p>Each window against the previous one served by the same model versions (the "
+            "verdict that can trigger retraining; a version's first window against the training data), and against "
+            "the training data.</p><table><tr><th rowspan=2>window</th><th rowspan=2>reference</th>"
+            "<th colspan=5>against the reference</th><th colspan=4>against the training data</th>"
+            f"<th rowspan=2>incoming feedback</th></tr><tr>{views}<th>verdict</th>{views}</tr>" + "".join(rows) + "</table>")
     path = reports_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -176,12 +183,18 @@ def write_index(reports_dir: Path) -> Path:
 def drift_reports(recommender: Recommender, current: Feedback, previous: tuple[str, Feedback] | None,
                   cfg: MonitorParams, drift_dir: Path, window: str) -> dict:
     """Every view's report under drift_dir/window against the previous window (name, feedback) or,
-    when None, the training data; the verdicts in drift.json, the index updated."""
+    when None, the training data; with a previous window, also against the training data (under
+    drift_dir/window/training: how far the feedback has moved from what the model learnt). The
+    verdicts go to drift.json, the index is updated."""
     out_dir = drift_dir / window
-    reference = previous[1] if previous else None
-    results = [run_view(v, cfg, out_dir) for v in views(recommender, current, reference, cfg, np.random.default_rng(cfg.seed))]
+
+    def against(reference: Feedback | None, folder: Path) -> list[dict]:
+        return [run_view(v, cfg, folder) for v in views(recommender, current, reference, cfg, np.random.default_rng(cfg.seed))]
+
+    results = against(previous[1] if previous else None, out_dir)
     summary = {"window": window, "reference": f"window {previous[0]}" if previous else TRAINING,
-               "drifted": any(v["drifted"] for v in results if v["votes"]), "views": results}
+               "drifted": any(v["drifted"] for v in results if v["votes"]), "views": results,
+               "training_views": against(None, out_dir / TRAINING) if previous else results}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "drift.json").write_text(json.dumps(summary, indent=2))
     summary["index"] = str(write_index(drift_dir))

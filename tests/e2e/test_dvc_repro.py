@@ -39,7 +39,7 @@ def test_repro_runs_the_pipeline_then_nothing(tmp_path, mirror_dir):
                                validate={"expectations_dir": "expectations"})   # the repository's copy
     for file in ("dvc.yaml", "pyproject.toml"):
         shutil.copy(ROOT / file, repo)
-    for folder in ("expectations", "components", "bento"):
+    for folder in ("expectations", "components", "bento", "data/accepted_feedback"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     reads = tmp_path / "reads"
     env = clean_env(PYTHONPATH=str(repo), DVC_NO_ANALYTICS="1", **{READS_ENV: str(reads)})

@@ -53,3 +53,6 @@ def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_s
     after = drift_reports(recommender, calm_window, ("surge", surge_window), params.monitor, tmp_path, "after")
     assert again["reference"] == after["reference"] == "window surge"
     assert again["drifted"] is False and after["drifted"] is True
+    assert {v["view"]: v["drifted"] for v in again["training_views"]}["items"] is True   # the surge, against training
+    assert (tmp_path / "surge-again" / "training" / "items.html").is_file() and "against the training data" in \
+        (tmp_path / "index.html").read_text()
