@@ -175,6 +175,18 @@ def simulate(url: str = typer.Option("http://localhost:3000", "--url", help="the
     _echo_json(run(p, url, service_token(p.path(p.serving.token_file)), shoppers, surge, new_products))
 
 
+@app.command("ab-report")
+def ab_report(params: Optional[Path] = ParamsOpt) -> None:
+    """Compare the A/B arms in the feedback store: CTR and conversion per arm with intervals, a
+    two-proportion z test of each arm against the first, the minimum detectable effect for the
+    traffic seen, and a warning when it is too early to call (ab.*). Writes ab.metrics_file and
+    the HTML report ab.report_file."""
+    from components.analysis.ab_test import ab_report as run
+
+    summary = run(_params(params))
+    _echo_json({"comparisons": summary["comparisons"], "report": summary["report"]})
+
+
 @app.command("demo-loop")
 def demo_loop(params: Optional[Path] = ParamsOpt) -> None:
     """The closed loop's story on a sample (demo.*), in a fresh demo.dir: train and promote ->

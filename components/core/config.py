@@ -268,6 +268,14 @@ class SimulateParams(_Section):
     seed: int
 
 
+class ABParams(_Section):
+    alpha: float = Field(gt=0, lt=1)
+    power: float = Field(gt=0, lt=1)
+    min_relative_effect: float = Field(gt=0)
+    metrics_file: Path
+    report_file: Path
+
+
 class DemoParams(_Section):
     dir: Path
     sample_users: int = Field(gt=0)
@@ -360,6 +368,7 @@ class Params(_Section):
     monitor: MonitorParams
     simulate: SimulateParams
     demo: DemoParams
+    ab: ABParams
     baselines: BaselinesParams
     fusion: FusionParams
     evaluate: EvaluateParams

@@ -1,0 +1,1 @@
+"""Understanding shoppers: A/B analysis."""
