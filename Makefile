@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve bento bench-serve bench-consistency demo-loop steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -76,6 +76,9 @@ bento: $(STAMP)  ## build a bento of the service (code + params; models come fro
 bench-serve: $(STAMP)  ## register if needed, start the service, replay test cases over HTTP and load it (locust): metrics/serving.json
 	$(BIN)/dvc repro register
 	$(BIN)/interest bench-serve
+
+bench-ope: $(STAMP)  ## the off-policy estimators on the Open Bandit Dataset against the true CTR: metrics/ope.json
+	$(BIN)/interest ope
 
 demo-loop: $(STAMP)  ## the closed loop's story on a sample in runs/demo-loop: serve, simulate, drift, new data version, retrain, gate, swap
 	$(BIN)/interest demo-loop

@@ -187,6 +187,22 @@ def ab_report(params: Optional[Path] = ParamsOpt) -> None:
     _echo_json({"comparisons": summary["comparisons"], "report": summary["report"]})
 
 
+@app.command()
+def ope(params: Optional[Path] = ParamsOpt) -> None:
+    """Check the off-policy estimators (IPS, SNIPS, DM, DR) where the truth is known: on each Open
+    Bandit campaign (ope.campaigns), Thompson sampling's CTR estimated from the uniform-random logs
+    against its own logged CTR, with bootstrap intervals. Writes ope.metrics_file (metrics/ope.json)."""
+    from components.analysis.ope import ope_check
+
+    result = ope_check(_params(params))
+    for campaign, figures in result["campaigns"].items():
+        typer.echo(f"{campaign}: Thompson sampling's CTR {figures['bts_ctr']:.5f} ({figures['bts_rounds']} rounds); "
+                   f"estimated from {figures['rounds']} uniform-random rounds:")
+        for name, e in figures["estimators"].items():
+            typer.echo(f"  {name:<6} {e['value']:.5f}  [{e['interval'][0]:.5f}, {e['interval'][1]:.5f}]  "
+                       f"relative error {e['relative_error']:.1%}  truth in interval: {e['truth_in_interval']}")
+
+
 @app.command("demo-loop")
 def demo_loop(params: Optional[Path] = ParamsOpt) -> None:
     """The closed loop's story on a sample (demo.*), in a fresh demo.dir: train and promote ->

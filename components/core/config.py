@@ -268,6 +268,16 @@ class SimulateParams(_Section):
     seed: int
 
 
+class OPEParams(_Section):
+    mirror_folder: str
+    campaigns: list[str] = Field(min_length=1)
+    folds: int = Field(ge=2)
+    bootstrap: int = Field(gt=0)
+    alpha: float = Field(gt=0, lt=1)
+    seed: int
+    metrics_file: Path
+
+
 class ABParams(_Section):
     alpha: float = Field(gt=0, lt=1)
     power: float = Field(gt=0, lt=1)
@@ -369,6 +379,7 @@ class Params(_Section):
     simulate: SimulateParams
     demo: DemoParams
     ab: ABParams
+    ope: OPEParams
     baselines: BaselinesParams
     fusion: FusionParams
     evaluate: EvaluateParams

@@ -33,7 +33,7 @@ from components.evaluation.ranking import rank_cases
 from components.feedback.store import open_store
 from components.registry.promotion import production_tag, promote
 from components.registry.store import model_store, without_none
-from components.serving.off_policy import logged_impressions, snips
+from components.serving.off_policy import logged_impressions, slate_snips
 from components.serving.policies import GREEDY
 from components.serving.recommender import Recommender, load_recommender
 
@@ -86,7 +86,7 @@ def off_policy(params: Params, versions: dict[str, Recommender]) -> dict[str, An
     for name, version in versions.items():
         slates_of = {user: set(map(str, version.rank(items=history, k=params.serving.top_k, policy=GREEDY).items))
                      for user, history in histories.items()}
-        out[name] = snips(impressions, slates_of)
+        out[name] = slate_snips(impressions, slates_of)
     return out
 
 
