@@ -27,7 +27,7 @@ def test_an_accepted_window_is_appended_to_the_interactions(sample_params: Param
     user = inter["user"].iloc[0]
     history = inter[inter["user"] == user].sort_values("position")
     unseen = items.loc[~items["item"].isin(set(history["item"])), "item"].iloc[0]
-    now = int(time.time())
+    now = int(time.time()) - 60   # arrived a minute ago: validate refuses timestamps in the future
     window = pd.DataFrame({"user": [user, user, user, "new-shopper", user],
                            "item": [history["item"].iloc[0], unseen, unseen, "NEW-PRODUCT", "NOT-ANYWHERE"],
                            "timestamp": pd.array([now, now + 1, now + 2, now + 3, now + 4], dtype="Int64"),
