@@ -27,12 +27,12 @@ from statsmodels.stats.proportion import proportion_confint, proportion_effectsi
 from components.core.config import ABParams, Params
 from components.core.errors import InterestError
 from components.core.io import write_json
-from components.feedback.events import CLICK, IMPRESSION, PURCHASE
+from components.feedback.events import CLICK, PURCHASE
 from components.feedback.store import open_store
 
 log = logging.getLogger(__name__)
 
-METRICS = {"ctr": (CLICK, "items_shown"), "conversion": (PURCHASE, "slates")}
+METRICS = {"ctr": ("clicks", "items_shown"), "conversion": ("purchases", "slates")}   # successes, trials
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def arm_counts(slates: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     shown = slates.assign(items_shown=slates["items"].map(len))
     by_request = events[events["request_id"].isin(set(slates["request_id"]))]
     kinds = by_request.groupby(["request_id", "kind"]).size().unstack(fill_value=0)
-    counted = shown.join(kinds, on="request_id").fillna({CLICK: 0, PURCHASE: 0, IMPRESSION: 0})
+    counted = shown.join(kinds, on="request_id").fillna({CLICK: 0, PURCHASE: 0})
     for kind in (CLICK, PURCHASE):
         counted[kind] = counted[kind] if kind in counted else 0
     out = counted.groupby("arm", sort=False).agg(slates=("request_id", "size"), items_shown=("items_shown", "sum"),
@@ -91,8 +91,7 @@ def compare(counts: pd.DataFrame, cfg: ABParams) -> list[Comparison]:
     control = counts.iloc[0]
     out = []
     for _, arm in counts.iloc[1:].iterrows():
-        for metric, (kind, base) in METRICS.items():
-            column = "clicks" if kind == CLICK else "purchases"
+        for metric, (column, base) in METRICS.items():
             x = np.array([arm[column], control[column]])
             n = np.array([arm[base], control[base]])
             rate, control_rate = (x / np.maximum(n, 1)).tolist()

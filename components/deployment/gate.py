@@ -71,11 +71,13 @@ def off_policy(params: Params, versions: dict[str, Recommender]) -> dict[str, An
     feedback store), its greedy slate built from the history production knew; None without logs."""
     store = open_store(params)
     try:
-        slates = store.slates_between(0.0, time.time())
-        events = store.events_between(0.0, time.time())
+        slates = store.newest_shopper_slates(params.gate.ope_slates)
+        events = store.events_between(float(slates["served_at"].min()), time.time()) if len(slates) else slates
     finally:
         store.close()
-    impressions = logged_impressions(slates[slates["user"].notna()].tail(params.gate.ope_slates), events)
+    if slates.empty:
+        return None
+    impressions = logged_impressions(slates, events)
     if impressions.empty:
         return None
     context = versions.get("production") or versions["candidate"]

@@ -250,6 +250,14 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in slates.c])
 
+    def newest_shopper_slates(self, n: int) -> pd.DataFrame:
+        """The n newest slates served to a known shopper, oldest first (as slates_between)."""
+        self.flush()
+        query = (select(*slates.c).where(slates.c.user.is_not(None)).order_by(slates.c.served_at.desc()).limit(n))
+        with self.engine.connect() as connection:
+            rows = pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in slates.c])
+        return rows.iloc[::-1].reset_index(drop=True)
+
     def last_event_at(self, user: str) -> float | None:
         """When the shopper's newest event arrived (sessions reuse a slate only until new feedback)."""
         with self.engine.connect() as connection:

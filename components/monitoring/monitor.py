@@ -25,7 +25,7 @@ from components.monitoring.drift import Feedback, drift_reports
 from components.monitoring.feedback_checks import check_feedback, quarantine_reasons
 from components.monitoring.online_metrics import online_metrics
 from components.monitoring.quality import quality_report
-from components.monitoring.retraining import decide
+from components.monitoring.retraining import as_interactions, decide, kept
 from components.serving.recommender import load_recommender
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,8 @@ def reference_window(history: list[dict], tags: set[str], min_rows: int) -> dict
     enough engagements to compare with. Windows of other versions are no reference: what a new
     version shows changes what shoppers engage with, and that is not drift in the shoppers."""
     for window in reversed(history):
-        kept = not window.get("retrain", {}).get("held_back") and Path(window["files"]["valid"]).is_file()
         engaged = next(v["rows"] for v in window["drift"]["views"] if v["view"] == "items")
-        if kept and served_tags(window) == tags and engaged >= min_rows:
+        if kept(window) and served_tags(window) == tags and engaged >= min_rows:
             return window
     return None
 
@@ -68,8 +67,9 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     try:
         events, slates = store.events_between(since, until), store.slates_between(since, until)
         previous = reference_window(history, set(slates["model_tag"]), cfg.drift_min_rows)
-        reference = previous and (previous["name"], Feedback(read_parquet(Path(previous["files"]["valid"])),
-                                                             store.slates_between(previous["since"], previous["until"])))
+        reference = (previous["name"], Feedback(read_parquet(Path(previous["files"]["valid"])),
+                                                store.slates_between(previous["since"], previous["until"]))) \
+            if previous else None
     finally:
         store.close()
     recommender = load_recommender(params)
@@ -82,11 +82,12 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     metrics = online_metrics(slates, check.valid, recommender.n_items, set(recommender.new_item_ids()),
                              cfg.k, cfg.next_action_seconds)
     quality = quality_report(events, params.path(cfg.drift_dir) / name)
-    drift = drift_reports(recommender, Feedback(check.valid, slates), reference or None, cfg,
+    drift = drift_reports(recommender, Feedback(check.valid, slates), reference, cfg,
                           params.path(cfg.drift_dir), name)
     window = {"since": since, "until": until, "name": name, "events": len(events), "slates": len(slates),
               "check": check.summary(), "quarantined_by_expectation": quarantine_reasons(check),
-              "metrics": metrics, "drift": drift, "quality": quality, "files": files}
+              "metrics": metrics, "drift": drift, "quality": quality, "files": files,
+              "engagements": len(as_interactions(check.valid, params.ingest.feedback_kinds))}
     window["retrain"] = decide(window, history, params)
     history.append(window)
     write_json({"windows": history, "latest": window}, params.path(cfg.metrics_file))

@@ -19,7 +19,8 @@ FIGURES = {"RowCount": "rows", "DatasetMissingValueCount": "missing_values", "Du
 
 def quality_frame(events: pd.DataFrame) -> pd.DataFrame:
     """The columns worth summarising; delay_seconds: arrival after the client's own time."""
-    out = events.reindex(columns=CATEGORICAL).astype(object).where(events.reindex(columns=CATEGORICAL).notna(), None)
+    categories = events.reindex(columns=CATEGORICAL).astype(object)
+    out = categories.where(categories.notna(), None)
     for column in ("position", "propensity", "rating"):
         out[column] = pd.to_numeric(events[column], errors="coerce").astype(float)
     out["delay_seconds"] = (pd.to_numeric(events["received_at"], errors="coerce")

@@ -4,10 +4,10 @@ A window is held back (never appended, never a reason to train) when its schema 
 or more than monitor.retrain.max_quarantine_share of its events were quarantined: a bot flood or
 a broken client says nothing about shoppers. Otherwise its valid engagements wait in the pending
 pool until a pass finds a reason to retrain (drift against the previous window in one of
-monitor.retrain.drift_views, or the
-production model's online metric falling below its earlier windows' mean) and the pool holds at
-least monitor.retrain.min_events engagements; then every pending window is written to
-ingest.feedback_dir (components.data.feedback_data), the next data version.
+monitor.retrain.drift_views, or the production model's online metric falling below its earlier
+windows' mean) and the pool holds at least monitor.retrain.min_events engagements; then every
+pending window is written to ingest.feedback_dir (components.data.feedback_data), the next data
+version.
 """
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def as_interactions(events: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
     rating = engaged["rating"].astype("Float64").where(engaged["kind"] == RATING)
     return pd.DataFrame({"user": engaged["user"].astype("string"), "item": engaged["item"].astype("string"),
                          "timestamp": when.round().astype("Int64"), "rating": rating}).reset_index(drop=True)
+
+
+def kept(window: dict) -> bool:
+    """A window whose valid feedback may be compared with and trained on: not held back, its file there."""
+    return not window.get("retrain", {}).get("held_back") and Path(window["files"]["valid"]).is_file()
+
+
+def engagement_count(window: dict, kinds: list[str]) -> int:
+    """Counted when the window was measured; windows measured before there was a count, from their file."""
+    if "engagements" in window:
+        return window["engagements"]
+    return len(as_interactions(read_parquet(Path(window["files"]["valid"])), kinds))
 
 
 def held_back(window: dict, cfg: RetrainParams) -> str | None:
@@ -66,8 +78,7 @@ def metric_drops(window: dict, earlier: list[dict], cfg: RetrainParams) -> list[
 
 def pending_windows(history: list[dict], feedback_dir: Path) -> list[dict]:
     """Windows whose valid feedback is neither held back nor in a data version yet."""
-    return [w for w in history if not w.get("retrain", {}).get("held_back")
-            and Path(w["files"]["valid"]).is_file() and not (feedback_dir / f"{w['name']}.parquet").is_file()]
+    return [w for w in history if kept(w) and not (feedback_dir / f"{w['name']}.parquet").is_file()]
 
 
 def decide(window: dict, history: list[dict], params: Params) -> dict:
@@ -81,8 +92,7 @@ def decide(window: dict, history: list[dict], params: Params) -> dict:
                if drift["reference"] != TRAINING and v["view"] in cfg.drift_views and v["drifted"]]
     reasons += metric_drops(window, [w for w in history if not w.get("retrain", {}).get("held_back")], cfg)
     pending = pending_windows([*history, window], params.path(params.ingest.feedback_dir))
-    engagements = sum(len(as_interactions(read_parquet(Path(w["files"]["valid"])), params.ingest.feedback_kinds))
-                      for w in pending)
+    engagements = sum(engagement_count(w, params.ingest.feedback_kinds) for w in pending)
     decision = {"retrain": False, "held_back": None, "reasons": reasons, "pending_windows": len(pending),
                 "pending_engagements": engagements}
     if not reasons:

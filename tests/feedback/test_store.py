@@ -100,3 +100,13 @@ def test_closing_writes_the_queued_slates(tmp_path):
     store.close()
     with sqlite3.connect(tmp_path / "f.db") as c:
         assert c.execute("SELECT request_id, items FROM slates").fetchall() == [("r1", '[["i1", 1.0, 1.0]]')]
+
+
+def test_the_newest_slates_of_known_shoppers_come_oldest_first(store):
+    for n, user in enumerate(["u1", None, "u2", "u3"]):
+        store.log_slate(f"r{n}", user=user, session_id=None, arm="control", model_tag="m:1", policy="greedy",
+                        by="user" if user else "popular", items=[("i1", 1.0, 1.0)])
+        store.flush()
+    newest = store.newest_shopper_slates(2)
+    assert newest["request_id"].tolist() == ["r2", "r3"] and newest["user"].tolist() == ["u2", "u3"]
+    assert store.newest_shopper_slates(10)["request_id"].tolist() == ["r0", "r2", "r3"]

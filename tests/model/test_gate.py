@@ -12,9 +12,12 @@ import pytest
 from components.core.config import Params, load_params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
 from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate
+from components.feedback.events import Event
+from components.feedback.store import open_store, sqlite_url
 from components.pipeline import run_step, select_steps
 from components.registry.promotion import production_tag, promotion_history
 from components.registry.store import model_store, store_home
+from components.serving.recommender import load_recommender
 from tests.conftest import derived_params
 from tests.registry_copies import store_copy
 
@@ -85,3 +88,34 @@ def test_a_model_trained_on_shuffled_targets_is_refused(own_store, prepared_samp
         decision = run_step(step.name, params)
     assert decision["decision"] == REFUSED and production_tag(own_store) == production
     assert decision["candidate_figures"]["ndcg@10"] < decision["production_figures"]["ndcg@10"]
+
+
+def test_the_gate_estimates_both_versions_on_the_logged_slates(own_store, tmp_path):
+    """Slates production served (its greedy top-k for known shoppers), one click each on the first
+    item: production's off-policy value is exactly the logged CTR, with full support; the candidate
+    (popularity alone) is judged on the same logs."""
+    params = load_params(own_store.root / "params.yaml", environ={
+        **{k: str(v) for k, v in {"INTEREST__REGISTRY__HOME": store_home(own_store),
+                                  "INTEREST__REGISTRY__RECORD_FILE": own_store.path(own_store.registry.record_file),
+                                  "INTEREST__GATE__METRICS_FILE": own_store.path(own_store.gate.metrics_file),
+                                  "INTEREST__SERVING__ADDED_ITEMS_DIR": own_store.path(own_store.serving.added_items_dir)}.items()},
+        "INTEREST__SERVING__STORE_URL": sqlite_url(tmp_path / "feedback.db")})
+    production = gate(params)["candidate"]
+    served = load_recommender(params, production)
+    users = served.bundle.histories()["user"].head(40).tolist()
+    store = open_store(params)
+    try:
+        for n, user in enumerate(users):
+            slate = served.rank(items=served.user_history(user), k=params.serving.top_k, policy="greedy")
+            store.log_slate(f"r{n}", user=user, session_id=None, arm="control", model_tag=production, policy="greedy",
+                            by="user", items=[(str(i), float(s), 1.0) for i, s in zip(slate.items, slate.scores)])
+            store.flush()
+            store.record([Event(f"c{n}", "click", user, str(slate.items[0]), request_id=f"r{n}")])
+    finally:
+        store.close()
+    register_popularity_only(params, production)
+    estimates = gate(params)["off_policy"]
+    assert estimates["slates"] == len(users) and estimates["impressions"] == len(users) * params.serving.top_k
+    assert estimates["production"] == {"value": pytest.approx(1 / params.serving.top_k), "support": 1.0,
+                                       "matched_impressions": estimates["impressions"]}
+    assert 0 <= estimates["candidate"]["support"] < 1
