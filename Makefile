@@ -80,6 +80,10 @@ bench-serve: $(STAMP)  ## register if needed, start the service, replay test cas
 bench-ope: $(STAMP)  ## the off-policy estimators on the Open Bandit Dataset against the true CTR: metrics/ope.json
 	$(BIN)/interest ope
 
+.PHONY: segments
+segments: $(STAMP)  ## shopper segments (dvc repro segments: trains first if needed): metrics/segments.json, reports/segments/index.html
+	$(BIN)/dvc repro segments
+
 demo-loop: $(STAMP)  ## the closed loop's story on a sample in runs/demo-loop: serve, simulate, drift, new data version, retrain, gate, swap
 	$(BIN)/interest demo-loop
 

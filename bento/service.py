@@ -81,6 +81,12 @@ class FeedbackStored(BaseModel):
     duplicates: int = Field(description="events already stored (same event_id): not stored again")
 
 
+class Erasure(BaseModel):
+    shopper: str = Field(description="the shopper's pseudonym (the raw id is not kept)")
+    at: str = Field(description="when the erasure was registered (UTC)")
+    removed: dict = Field(description="rows deleted from the feedback store: events, slates")
+
+
 class Arm(BaseModel):
     name: str
     share: float
@@ -170,6 +176,14 @@ class InterestService:
         self._authorise(ctx)
         with _as_bad_request():
             return AddedProducts(**self.app.add_items(pd.DataFrame([p.model_dump() for p in products])))
+
+    @bentoml.api
+    def forget_user(self, ctx: bentoml.Context, user: str = Field(min_length=1, max_length=LIMITS.max_text)) -> Erasure:
+        """The right to erasure: the shopper's events and served slates leave the feedback store,
+        the erasure is registered so the next data version leaves them out, and they are served as
+        an anonymous shopper from now on. Needs the service token: `Authorization: Bearer <token>`."""
+        self._authorise(ctx)
+        return Erasure(**self.app.forget_user(user))
 
     def _authorise(self, ctx: bentoml.Context) -> None:
         if not authorised(ctx.request.headers.get("authorization"), self.token):

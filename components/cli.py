@@ -13,7 +13,7 @@ import typer
 
 from components.core.errors import InterestError
 from components.core.log import configure_logging
-from components.pipeline import STEPS, Step, describe, run_step, select_steps
+from components.pipeline import ANALYSES, STEPS, Step, describe, run_step, select_steps
 
 app = typer.Typer(
     help="interest-platform: learn what each shopper is interested in and recommend products.\n\n"
@@ -54,7 +54,7 @@ def _step_command(step: Step) -> Callable[..., None]:
     return command
 
 
-for _step in STEPS:
+for _step in STEPS + ANALYSES:
     app.command(_step.command, help=f"{_step.summary}\n\n{_step.details}")(_step_command(_step))
 
 
@@ -201,6 +201,19 @@ def ope(params: Optional[Path] = ParamsOpt) -> None:
         for name, e in figures["estimators"].items():
             typer.echo(f"  {name:<6} {e['value']:.5f}  [{e['interval'][0]:.5f}, {e['interval'][1]:.5f}]  "
                        f"relative error {e['relative_error']:.1%}  truth in interval: {e['truth_in_interval']}")
+
+
+@app.command("forget-user")
+def forget_user(user: str = typer.Argument(..., help="the shop's own id of the shopper (or the pseudonym with --pseudonym)"),
+                is_pseudonym: bool = typer.Option(False, "--pseudonym", help="USER is already the pseudonym"),
+                params: Optional[Path] = ParamsOpt) -> None:
+    """Erase a shopper from every store: their events and served slates from the feedback store,
+    their rows from every data version, monitoring window and segment assignment, and register
+    the erasure (privacy.erasure_dir) so the next data version, and every model trained on it,
+    leaves them out. Prints the register entry: the pseudonym and the rows removed where."""
+    from components.privacy.forget import forget_user as forget
+
+    _echo_json(forget(_params(params), shopper=user) if is_pseudonym else forget(_params(params), shop_id=user))
 
 
 @app.command("demo-loop")

@@ -98,6 +98,32 @@ STEPS: tuple[Step, ...] = (
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
 
+# Analyses beside the pipeline: DVC stages after its stages (dvc.yaml, same checks), commands of
+# their own; not part of `interest run` nor of the training DAG, since no model version needs them.
+ANALYSES: tuple[Step, ...] = (
+    Step("sentiment", "components.training.sentiment",
+         "Fine-tune the review sentiment classifier (reviews.sentiment.*) and test it against two baselines.",
+         "Reads reviews.dataset (review text and stars; labels from stars), splits by shopper, fine-tunes the "
+         "text encoder's top layers, and writes the model and reviews.sentiment.metrics_file: macro-F1 and "
+         "per-class precision/recall on the held-out shoppers next to a majority-class and a TF-IDF + "
+         "logistic-regression baseline, with bootstrap intervals of each difference."),
+    Step("feedback_report", "components.analysis.feedback_report",
+         "Topics of the review texts and the improvement-suggestions report for merchandisers.",
+         "Clusters the reviews' text embeddings into topics named by their distinctive terms (c-TF-IDF), "
+         "measures the negative share by topic per product group and its trend over time, scores the review "
+         "texts sent to the service's feedback endpoint with the sentiment classifier, and writes "
+         "reviews.topics.metrics_file and the HTML report reviews.report_file."),
+    Step("segments", "components.analysis.segments",
+         "Cluster the training split's shoppers into behaviour segments (segments.*) and profile each.",
+         "Each shopper is the interest model's representation of their history next to activity, recency "
+         "(with timestamps), text mix and rating habits (with ratings), weighted by segments.weights; the "
+         "number of segments is the candidate with the highest silhouette, with its stability over two seeds. "
+         "Groups under privacy.min_group_size are suppressed, counts get Laplace noise when "
+         "privacy.laplace_epsilon > 0. Writes segments.metrics_file, the HTML report segments.report_file, "
+         "the shopper -> segment assignment and the segments' item popularity."),
+)
+ANALYSIS_NAMES: tuple[str, ...] = tuple(s.name for s in ANALYSES)
+
 
 def dag_settings() -> dict[str, Any]:
     """What the project's DAGs share: no backfill, one run at a time (a run's outputs, or the
@@ -121,16 +147,20 @@ def project_params(dag_file: str) -> "Params":
 
 
 def get_step(name: str) -> Step:
-    """A step by its name or its command (`finetune_cold` or `finetune-cold`)."""
-    for step in STEPS:
+    """A step or an analysis by its name or its command (`finetune_cold` or `finetune-cold`)."""
+    for step in STEPS + ANALYSES:
         if name in (step.name, step.command):
             return step
-    raise KeyError(f"no pipeline step {name!r}; the steps are {', '.join(STEP_NAMES)}")
+    raise KeyError(f"no pipeline step {name!r}; the steps are {', '.join(STEP_NAMES)} "
+                   f"and the analyses {', '.join(ANALYSIS_NAMES)}")
 
 
 def select_steps(names: Iterable[str] = (), to: str | None = None) -> list[Step]:
     """The named steps (default: all) up to and including `to`, in pipeline order."""
     chosen = {get_step(n).name for n in names} or set(STEP_NAMES)
+    if chosen - set(STEP_NAMES):
+        raise KeyError(f"{', '.join(sorted(chosen - set(STEP_NAMES)))}: an analysis, not a pipeline step; "
+                       f"run it with its own command")
     last = STEP_NAMES.index(get_step(to).name) if to else len(STEPS) - 1
     return [s for i, s in enumerate(STEPS) if s.name in chosen and i <= last]
 
@@ -150,12 +180,16 @@ def run_step(name: str, params: Params) -> dict[str, Any]:
 
 
 def describe() -> str:
-    """The step list as a table: order, name, command, module, what it does."""
-    name = max(len(s.name) for s in STEPS)
-    module = max(len(s.module) for s in STEPS)
-    lines = [f"{i:>2}. {s.name:<{name}}  interest {s.command:<{name}}  {s.module:<{module}}  {s.summary}"
-             for i, s in enumerate(STEPS, 1)]
-    return "\n".join(["the pipeline, in order (dvc.yaml stages, Airflow tasks, `interest run`):", *lines])
+    """The step list as a table (order, name, command, module, what it does), then the analyses."""
+    name = max(len(s.name) for s in STEPS + ANALYSES)
+    module = max(len(s.module) for s in STEPS + ANALYSES)
+
+    def row(i: int, s: Step) -> str:
+        return f"{i:>2}. {s.name:<{name}}  interest {s.command:<{name}}  {s.module:<{module}}  {s.summary}"
+    return "\n".join(["the pipeline, in order (dvc.yaml stages, Airflow tasks, `interest run`):",
+                      *(row(i, s) for i, s in enumerate(STEPS, 1)),
+                      "analyses beside it (dvc.yaml stages after the pipeline's, each its own command):",
+                      *(row(i, s) for i, s in enumerate(ANALYSES, len(STEPS) + 1))])
 
 
 if __name__ == "__main__":

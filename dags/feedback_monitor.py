@@ -12,6 +12,9 @@ accept_feedback runs only when the pass decided to retrain (it is skipped otherw
 it writes the pending accepted feedback to ingest.feedback_dir, a new data version, and emits
 the `interest_accepted_feedback` asset, on which the interest_training DAG is scheduled. Writing
 a window again changes nothing, so a retried task adds no second data version.
+
+feedback_report runs when the pass kept review texts: the sentiment classifier scores them, they
+join the review topics, and the improvement-suggestions report (reviews.report_file) is rewritten.
 Tasks read $INTEREST_PROJECT_DIR/params.yaml (default: the folder above dags/).
 """
 from __future__ import annotations
@@ -38,7 +41,8 @@ def feedback_monitor():
         from components.monitoring.monitor import monitor
 
         window = monitor(project_params(__file__))
-        return {k: window[k] for k in ("name", "events", "slates", "check", "quarantined_by_expectation", "retrain")}
+        return {k: window[k] for k in ("name", "events", "slates", "check", "quarantined_by_expectation", "retrain",
+                                       "review_texts")}
 
     @task(outlets=[ACCEPTED_FEEDBACK],
           doc_md="When the pass decided to retrain: the pending feedback becomes a new data version (ingest.feedback_dir).")
@@ -54,7 +58,18 @@ def feedback_monitor():
             "sha256": version["sha256"], "windows": version["windows"], "window": window["name"]}
         return version
 
-    accept_feedback(monitor_feedback())
+    @task(doc_md="When the pass kept review texts: score them (sentiment), place them in the review topics and "
+                 "rewrite the improvement-suggestions report.")
+    def feedback_report(window: dict) -> dict:
+        from components.pipeline import run_step
+
+        if not window["review_texts"]:
+            raise AirflowSkipException("no review texts in this window: the report is unchanged")
+        return run_step("feedback_report", project_params(__file__))
+
+    window = monitor_feedback()
+    accept_feedback(window)
+    feedback_report(window)
 
 
 feedback_monitor()

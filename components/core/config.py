@@ -278,12 +278,103 @@ class OPEParams(_Section):
     metrics_file: Path
 
 
+class SegmentWeightsParams(_Section):
+    model: float = Field(ge=0)
+    activity: float = Field(ge=0)
+    recency: float = Field(ge=0)
+    text: float = Field(ge=0)
+    ratings: float = Field(ge=0)
+
+
+class SegmentsParams(_Section):
+    k_candidates: tuple[int, ...] = Field(min_length=1)
+    silhouette_sample: int = Field(ge=0)
+    seed: int
+    stability_seed: int
+    n_init: int = Field(gt=0)
+    model_dims: int = Field(gt=0)
+    text_dims: int = Field(gt=0)
+    weights: SegmentWeightsParams
+    top_n: int = Field(gt=0)
+    metrics_file: Path
+    report_file: Path
+    assignment_file: Path
+    popularity_file: Path
+
+    @model_validator(mode="after")
+    def _k_at_least_two(self) -> "SegmentsParams":
+        if min(self.k_candidates) < 2 or self.seed == self.stability_seed:
+            raise ValueError("segments.k_candidates must all be >= 2 (a silhouette needs two segments) and "
+                             "segments.stability_seed must differ from segments.seed")
+        return self
+
+
 class ABParams(_Section):
     alpha: float = Field(gt=0, lt=1)
     power: float = Field(gt=0, lt=1)
     min_relative_effect: float = Field(gt=0)
     metrics_file: Path
     report_file: Path
+
+
+class SentimentParams(_Section):
+    negative_max: float
+    neutral_max: float
+    test_fraction: float = Field(gt=0, lt=1)
+    valid_fraction: float = Field(gt=0, lt=1)
+    encoder: str
+    trainable_layers: int = Field(ge=0)
+    dropout: float = Field(ge=0, lt=1)
+    max_tokens: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    head_lr: float = Field(gt=0)
+    eval_batch_size: int = Field(gt=0)
+    tfidf_max_features: int = Field(gt=0)
+    tfidf_c: float = Field(gt=0)
+    bootstrap: int = Field(gt=0)
+    alpha: float = Field(gt=0, lt=1)
+    seed: int
+    device: str
+    model_file: Path
+    metrics_file: Path
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SentimentParams":
+        if self.neutral_max < self.negative_max:
+            raise ValueError("neutral_max must be >= negative_max")
+        if self.test_fraction + self.valid_fraction >= 1:
+            raise ValueError("test_fraction + valid_fraction must leave shoppers to train on")
+        return self
+
+
+class TopicsParams(_Section):
+    candidates: list[int] = Field(min_length=1)
+    silhouette_sample: int = Field(gt=1)
+    terms: int = Field(gt=0)
+    min_df: int = Field(ge=1)
+    batch_size: int = Field(gt=0)
+    trend_period: str
+    product_groups: int = Field(gt=0)
+    snippets: int = Field(ge=0)
+    snippet_chars: int = Field(gt=0)
+    seed: int
+    metrics_file: Path
+
+
+class ReviewsParams(_Section):
+    dataset: str
+    sample_users: int = Field(ge=0)
+    report_file: Path
+    sentiment: SentimentParams
+    topics: TopicsParams
+
+
+class PrivacyParams(_Section):
+    min_group_size: int = Field(ge=1)
+    laplace_epsilon: float = Field(ge=0)
+    erasure_dir: Path
 
 
 class DemoParams(_Section):
@@ -380,11 +471,14 @@ class Params(_Section):
     demo: DemoParams
     ab: ABParams
     ope: OPEParams
+    privacy: PrivacyParams
+    reviews: ReviewsParams
     baselines: BaselinesParams
     fusion: FusionParams
     evaluate: EvaluateParams
     benchmark: BenchmarkParams
     serving: ServingParams
+    segments: SegmentsParams
 
     root: Path = Path(".")
 

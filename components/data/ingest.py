@@ -20,6 +20,7 @@ import pandas as pd
 
 from components.core.config import Params
 from components.core.io import write_json, write_parquet
+from components.data.erasure import erased_shoppers, without_erased
 from components.data.feedback_data import append_feedback, feedback_version, read_feedback
 from components.data.sources.locate import read_dataset
 from components.data.sources.raw import RawTables
@@ -51,6 +52,7 @@ class IngestSummary:
     missing_fields: dict[str, list[str]]
     outputs: dict[str, str]
     feedback: dict   # the accepted feedback folder's version and what of it was appended
+    erased_shoppers: int   # shoppers of the erasure register left out (privacy.erasure_dir)
 
 
 # --------------------------------------------------------------------------- transform
@@ -142,6 +144,8 @@ def ingest(params: Params) -> IngestSummary:
     raw = read_dataset(params)
     tables, feedback = with_feedback(canonical_tables(raw, params, pseudonym_key(params)),
                                      params.path(params.ingest.feedback_dir))
+    erased = erased_shoppers(params.path(params.privacy.erasure_dir))
+    tables = {name: without_erased(df, erased) for name, df in tables.items()}
     out_dir = params.path(params.ingest.out_dir)
     outputs = {name: str(write_parquet(df, out_dir / f"{name}.parquet")) for name, df in tables.items()}
     missing = {name: _missing_fields(df) for name, df in tables.items()}
@@ -159,6 +163,7 @@ def ingest(params: Params) -> IngestSummary:
         missing_fields=missing,
         outputs=outputs,
         feedback=feedback,
+        erased_shoppers=len(erased),
     )
     write_json(asdict(summary), out_dir / "summary.json")
     log.info("ingested %s (%s): %s", summary.dataset, summary.format, summary.rows)

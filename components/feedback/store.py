@@ -263,6 +263,14 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return connection.execute(select(func.max(events.c.received_at)).where(events.c.user == user)).scalar()
 
+    def forget(self, user: str) -> dict[str, int]:
+        """Delete every event and served slate of a (pseudonymised) shopper in one transaction: the
+        right to erasure. Returns the rows deleted per table."""
+        self.flush()
+        with self.engine.begin() as connection:
+            return {"events": connection.execute(events.delete().where(events.c.user == user)).rowcount,
+                    "slates": connection.execute(slates.delete().where(slates.c.user == user)).rowcount}
+
     def count(self) -> int:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(events)).scalar_one()

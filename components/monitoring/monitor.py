@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from components.core.config import Params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
+from components.feedback.events import REVIEW
 from components.feedback.store import open_store
 from components.monitoring.drift import Feedback, drift_reports
 from components.monitoring.feedback_checks import check_feedback, quarantine_reasons
@@ -87,7 +88,9 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     window = {"since": since, "until": until, "name": name, "events": len(events), "slates": len(slates),
               "check": check.summary(), "quarantined_by_expectation": quarantine_reasons(check),
               "metrics": metrics, "drift": drift, "quality": quality, "files": files,
-              "engagements": len(as_interactions(check.valid, params.ingest.feedback_kinds))}
+              "engagements": len(as_interactions(check.valid, params.ingest.feedback_kinds)),
+              "review_texts": int(((check.valid["kind"] == REVIEW) & check.valid["text"].notna()).sum())
+              if not check.valid.empty else 0}
     window["retrain"] = decide(window, history, params)
     history.append(window)
     write_json({"windows": history, "latest": window}, params.path(cfg.metrics_file))

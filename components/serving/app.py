@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from components.core.config import ArmParams, Params
+from components.data.erasure import erased_shoppers, record_erasure
 from components.data.ingest import pseudonym, pseudonym_key
 from components.feedback.events import Event
 from components.feedback.store import FeedbackStore, open_store
@@ -55,6 +56,7 @@ class ServingApp:
             self._live[None] = LiveRecommender(params).start()
         self._default_tag = tag   # $INTEREST_MODEL_TAG pins every untagged arm
         self.sessions = SessionSlates(cfg.session_ttl_seconds)
+        self.erased = erased_shoppers(params.path(params.privacy.erasure_dir))   # served as anonymous
 
     def close(self) -> None:
         for live in self._live.values():
@@ -81,6 +83,7 @@ class ServingApp:
                   session_id: str | None = None, hide_history: bool = True) -> dict:
         request_id = uuid.uuid4().hex
         who = self.pseudonym(user) if user else None
+        who = None if who in self.erased else who   # a forgotten shopper's history is not used nor logged
         arm = self._arm(who or session_id or request_id)
         session_key = (session_id, who, tuple(items), text, k, tuple(exclude), policy, hide_history)
         if session_id and (cached := self.sessions.get(session_key)) is not None:
@@ -138,6 +141,16 @@ class ServingApp:
         for who in {e.user for e in events}:
             self.sessions.forget_user(who)
         return {"stored": stored, "duplicates": duplicates}
+
+    def forget_user(self, user: str) -> dict:
+        """The right to erasure at the service: the shopper's events and slates leave the feedback
+        store, the erasure is registered (the next data version leaves them out), and from now on
+        they are served as an anonymous shopper. Pipeline files: `interest forget-user`."""
+        who = self.pseudonym(user)
+        removed = self.store.forget(who)
+        self.sessions.forget_user(who)
+        self.erased.add(who)
+        return record_erasure(self.params.path(self.params.privacy.erasure_dir), who, {"feedback_store": removed})
 
     def add_items(self, products: pd.DataFrame) -> dict:
         """New products join every served version at once (and every later load)."""

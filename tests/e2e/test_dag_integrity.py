@@ -100,8 +100,9 @@ def test_validate_emits_the_validated_data_asset(parsed):
 def test_feedback_monitor_runs_hourly_one_pass_at_a_time(parsed):
     dag = parsed["dags"]["feedback_monitor"]
     assert dag["doc"] and dag["schedule"] == "@hourly" and dag["catchup"] is False
-    assert list(dag["tasks"]) == ["monitor_feedback", "accept_feedback"]
+    assert list(dag["tasks"]) == ["monitor_feedback", "accept_feedback", "feedback_report"]
     assert dag["tasks"]["accept_feedback"]["upstream"] == ["monitor_feedback"]
+    assert dag["tasks"]["feedback_report"]["upstream"] == ["monitor_feedback"]
     assert all(task["retries"] >= 1 for task in dag["tasks"].values())
 
 

@@ -69,8 +69,9 @@ def test_feedback_monitor_dag_turns_drifting_feedback_into_a_data_version_and_tr
     try:
         shoppers = held_out_shoppers(params, SHOPPERS)
         simulate(ordinary, server.url, TOKEN, cases=shoppers, surge="", new_products=0)
-        _, first = monitor_dag()
+        output, first = monitor_dag()
         assert first["drift"]["reference"] == "training" and first["retrain"]["retrain"] is False
+        assert first["review_texts"] == 0 and "no review texts in this window" in output   # feedback_report skipped
         assert asset_events() == ([], [])
 
         shifted = simulate(surging, server.url, TOKEN, cases=shoppers, surge="auto", new_products=20)

