@@ -10,9 +10,7 @@ report says so (a sequential-testing warning) instead of calling a winner.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 import math
 import time
@@ -24,15 +22,18 @@ from matplotlib.figure import Figure
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize, proportions_ztest
 
-from components.core.config import ABParams, Params
+from components.core.config import ABParams, Params, PrivacyParams
+from components.core.disclosure import protect
 from components.core.errors import InterestError
 from components.core.io import write_json
+from components.evaluation.report import figure_png_base64
 from components.feedback.events import CLICK, PURCHASE
 from components.feedback.store import open_store
 
 log = logging.getLogger(__name__)
 
 METRICS = {"ctr": ("clicks", "items_shown"), "conversion": ("purchases", "slates")}   # successes, trials
+COUNT_COLUMNS = ("shoppers", "slates", "items_shown", "clicks", "purchases")
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,15 @@ class Comparison:
 
 
 def arm_counts(slates: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Per arm (in the order arms first served): slates, items_shown, clicks, purchases."""
+    """Per arm (in the order arms first served): shoppers (known ones), slates, items_shown, clicks, purchases."""
     shown = slates.assign(items_shown=slates["items"].map(len))
     by_request = events[events["request_id"].isin(set(slates["request_id"]))]
     kinds = by_request.groupby(["request_id", "kind"]).size().unstack(fill_value=0)
     counted = shown.join(kinds, on="request_id").fillna({CLICK: 0, PURCHASE: 0})
     for kind in (CLICK, PURCHASE):
         counted[kind] = counted[kind] if kind in counted else 0
-    out = counted.groupby("arm", sort=False).agg(slates=("request_id", "size"), items_shown=("items_shown", "sum"),
+    out = counted.groupby("arm", sort=False).agg(shoppers=("user", "nunique"), slates=("request_id", "size"),
+                                                  items_shown=("items_shown", "sum"),
                                                   clicks=(CLICK, "sum"), purchases=(PURCHASE, "sum"))
     return out.astype("int64").reset_index()
 
@@ -108,8 +110,10 @@ def compare(counts: pd.DataFrame, cfg: ABParams) -> list[Comparison]:
     return out
 
 
-def ab_summary(slates: pd.DataFrame, events: pd.DataFrame, cfg: ABParams) -> dict:
-    counts = arm_counts(slates, events)
+def ab_summary(slates: pd.DataFrame, events: pd.DataFrame, cfg: ABParams, privacy: PrivacyParams) -> dict:
+    """Arms of fewer known shoppers than privacy.min_group_size are left out (and counted); the
+    published counts carry Laplace noise when privacy.laplace_epsilon > 0, the rates follow them."""
+    counts, suppressed = protect(arm_counts(slates, events), "shoppers", list(COUNT_COLUMNS), privacy, cfg.seed)
     arms = []
     for row in counts.to_dict("records"):
         ctr_low, ctr_high = interval(row["clicks"], row["items_shown"], cfg.alpha)
@@ -118,7 +122,9 @@ def ab_summary(slates: pd.DataFrame, events: pd.DataFrame, cfg: ABParams) -> dic
                      "conversion": row["purchases"] / max(row["slates"], 1), "conversion_interval": [conv_low, conv_high]})
     comparisons = [asdict(c) for c in compare(counts, cfg)] if len(counts) > 1 else []
     return {"alpha": cfg.alpha, "power": cfg.power, "min_relative_effect": cfg.min_relative_effect,
-            "arms": arms, "comparisons": comparisons}
+            "arms": arms, "comparisons": comparisons,
+            "privacy": {"min_group_size": privacy.min_group_size, "laplace_epsilon": privacy.laplace_epsilon,
+                        "suppressed_arms": suppressed}}
 
 
 def _plot(summary: dict) -> str:
@@ -133,9 +139,7 @@ def _plot(summary: dict) -> str:
         ax.set_title(f"{metric} ({1 - summary['alpha']:.0%} interval)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return figure_png_base64(fig)
 
 
 def _verdict(c: dict) -> str:
@@ -173,7 +177,10 @@ def ab_html(summary: dict) -> str:
             f"<img alt='rates per arm' src='data:image/png;base64,{_plot(summary)}'>"
             "<h2>Against the control</h2><table><tr><th>arms</th><th>metric</th><th>relative lift</th><th>p-value</th>"
             f"<th>detectable lift now</th><th>needed per arm (CTR: items shown; conversion: slates)</th><th>verdict</th></tr>"
-            f"{test_rows}</table>")
+            f"{test_rows}</table>"
+            f"<h2>Privacy</h2><p>Arms of fewer than {summary['privacy']['min_group_size']} known shoppers are not shown "
+            f"({summary['privacy']['suppressed_arms']} suppressed); Laplace noise epsilon "
+            f"{summary['privacy']['laplace_epsilon']} on the published counts (0: none).</p>")
 
 
 def ab_report(params: Params) -> dict:
@@ -185,7 +192,7 @@ def ab_report(params: Params) -> dict:
         store.close()
     if slates.empty:
         raise InterestError("no served slates in the feedback store yet: nothing to compare")
-    summary = ab_summary(slates, events, params.ab)
+    summary = ab_summary(slates, events, params.ab, params.privacy)
     write_json(summary, params.path(params.ab.metrics_file))
     report = params.path(params.ab.report_file)
     report.parent.mkdir(parents=True, exist_ok=True)

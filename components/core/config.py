@@ -313,6 +313,7 @@ class ABParams(_Section):
     alpha: float = Field(gt=0, lt=1)
     power: float = Field(gt=0, lt=1)
     min_relative_effect: float = Field(gt=0)
+    seed: int
     metrics_file: Path
     report_file: Path
 

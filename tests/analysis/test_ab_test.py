@@ -55,6 +55,27 @@ def test_a_known_difference_is_found_and_reported(tmp_path):
     assert ctr["relative_lift"] == pytest.approx(0.4, abs=0.1) and ctr["mde_relative"] < 0.4
     page = (tmp_path / "ab.html").read_text()
     assert "a real difference" in page and "Against the control" in page and "data:image/png;base64," in page
+    assert summary["privacy"]["suppressed_arms"] == 0 and arms["control"]["shoppers"] == 4000
+
+
+def test_an_arm_of_few_shoppers_is_suppressed_and_counts_can_be_noised(tmp_path):
+    url = sqlite_url(tmp_path / "feedback.db")
+    fill_store(url, {"control": 0.05, "tiny": 0.05}, slates_per_arm=4000, seed=1)
+    store = FeedbackStore(url)
+    try:   # the tiny arm's slates all go to 3 shoppers
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE slates SET user = 'u' || (CAST(substr(request_id, 6) AS INTEGER) % 3) "
+                                       "WHERE arm = 'tiny'")
+    finally:
+        store.close()
+    environ = {"INTEREST__SERVING__STORE_URL": url, "INTEREST__AB__METRICS_FILE": str(tmp_path / "ab.json"),
+               "INTEREST__AB__REPORT_FILE": str(tmp_path / "ab.html")}
+    summary = ab_report(load_params(ROOT / "params.yaml", environ=environ))
+    assert [a["arm"] for a in summary["arms"]] == ["control"] and summary["privacy"]["suppressed_arms"] == 1
+    assert "tiny" not in (tmp_path / "ab.html").read_text() and "1 suppressed" in (tmp_path / "ab.html").read_text()
+    noisy = ab_report(load_params(ROOT / "params.yaml", environ={**environ, "INTEREST__PRIVACY__LAPLACE_EPSILON": "0.5"}))
+    assert noisy["arms"][0]["items_shown"] != summary["arms"][0]["items_shown"]
+    assert abs(noisy["arms"][0]["items_shown"] - summary["arms"][0]["items_shown"]) < 100   # scale 1 / epsilon = 2
 
 
 def counts(clicks: tuple[int, int], shown: int) -> pd.DataFrame:
