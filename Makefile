@@ -34,8 +34,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## create .venv with every pinned dependency
 
-run: $(STAMP)  ## run the whole pipeline (dvc repro) on params.yaml and print the metrics
-	$(BIN)/dvc repro
+run: $(STAMP)  ## run the whole pipeline (dvc repro of its stages, ingest -> build_bento) on params.yaml and print the metrics
+	$(BIN)/dvc repro build_bento
 	$(BIN)/dvc metrics show metrics/data.json metrics/train.json
 	$(BIN)/interest bench-quality
 
@@ -80,7 +80,10 @@ bench-serve: $(STAMP)  ## register if needed, start the service, replay test cas
 bench-ope: $(STAMP)  ## the off-policy estimators on the Open Bandit Dataset against the true CTR: metrics/ope.json
 	$(BIN)/interest ope
 
-.PHONY: segments
+analyses: $(STAMP)  ## the analyses beside the pipeline (dvc repro sentiment feedback_report segments): review sentiment, suggestions report, segments
+	$(BIN)/dvc repro sentiment feedback_report segments
+
+.PHONY: segments analyses
 segments: $(STAMP)  ## shopper segments (dvc repro segments: trains first if needed): metrics/segments.json, reports/segments/index.html
 	$(BIN)/dvc repro segments
 

@@ -41,8 +41,9 @@ def file_location_keys(model: type[_Section] = Params, prefix: str = "") -> set[
     return keys
 
 
-# file locations outside DVC's view: the model store, the download cache, products added at run time
-UNTRACKED_LOCATIONS = {"registry.home", "data.download.dir", "serving.added_items_dir"}
+# file locations outside DVC's view: the model store, the download cache, products added at run time,
+# the monitoring windows of served feedback (feedback_report scores their review texts)
+UNTRACKED_LOCATIONS = {"registry.home", "data.download.dir", "serving.added_items_dir", "monitor.out_dir"}
 
 
 def _paths(entries: list) -> list[str]:

@@ -126,7 +126,7 @@ def test_laplace_noise_changes_counts_only_when_epsilon_is_positive(segmented):
     cfg, b = params.segments, behaviour(shoppers)
 
     def published(epsilon: float) -> tuple[list[int], list[int]]:
-        out = profiles(shoppers, labels, b, cfg, PrivacyParams(min_group_size=1, laplace_epsilon=epsilon))
+        out = profiles(shoppers, labels, b, cfg, PrivacyParams(min_group_size=1, laplace_epsilon=epsilon, erasure_dir="unused"))
         return [s["shoppers"] for s in out["segments"]], out["popularity"]["shoppers"].tolist()
 
     exact_sizes, exact_items = published(0.0)

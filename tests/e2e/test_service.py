@@ -4,11 +4,13 @@ it answers as the in-process Recommender does and as the evaluation measured, ke
 swaps a promoted version in while under load, and turns bad requests into 4xx naming the problem."""
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -39,6 +41,7 @@ def deployment(served_sample, tmp_path_factory):
     return {"INTEREST_PARAMS": str(served_sample.root / "params.yaml"), "BENTOML_HOME": str(state / "store"),
             "INTEREST__SERVING__ADDED_ITEMS_DIR": str(state / "added_items"),
             "INTEREST__SERVING__STORE_URL": f"sqlite:///{state / 'feedback.db'}",
+            "INTEREST__PRIVACY__ERASURE_DIR": str(state / "erasures"),
             "INTEREST__SERVING__SESSION_TTL_SECONDS": "600", "INTEREST__SERVING__SWAP_POLL_SECONDS": "0.5",
             "INTEREST_SERVICE_TOKEN": TOKEN}
 
@@ -207,6 +210,27 @@ def test_adding_products_needs_the_token_and_makes_them_known_at_once(url):
     assert post(url, "feedback", {"events": events(1, "NEW-UNICORN-1")}, TOKEN).status_code == 200
     again = post(url, "add_items", {"products": [product]}, TOKEN)
     assert again.status_code == 400 and "already in the catalogue" in again.text
+
+
+def test_a_forgotten_shopper_leaves_the_store_and_is_served_as_anonymous(url, served_sample, deployment):
+    histories = load_recommender(served_sample).bundle.histories()
+    raw, who = list(shop_ids(served_sample, set(histories["user"]), environ={}).items())[1]   # not known_raw_shopper
+    answer = post(url, "recommend", {"user": raw, "k": 5}).json()
+    assert answer["by"] == "user"
+    assert post(url, "feedback", {"events": events(2, answer["items"][0]["item"], answer["request_id"], raw)},
+                TOKEN).status_code == 200
+    refused = post(url, "forget_user", {"user": raw})
+    assert refused.status_code == 401 and "Authorization" in refused.text
+    erased = post(url, "forget_user", {"user": raw}, TOKEN).json()
+    assert erased["shopper"] == who and erased["removed"] == {"feedback_store": {"events": 2, "slates": 1}}
+    assert post(url, "recommend", {"user": raw, "k": 5}).json()["by"] != "user"   # their history is not used
+    time.sleep(1)   # the slate log's flush
+    with sqlite3.connect(deployment["INTEREST__SERVING__STORE_URL"].removeprefix("sqlite:///")) as db:
+        rows = db.execute("SELECT (SELECT count(*) FROM events WHERE user = ?) + "
+                          "(SELECT count(*) FROM slates WHERE user = ?)", (who, who)).fetchone()[0]
+    assert rows == 0
+    register = json.loads((Path(deployment["INTEREST__PRIVACY__ERASURE_DIR"]) / "register.json").read_text())
+    assert [e["shopper"] for e in register] == [who] and raw not in json.dumps(register)
 
 
 def test_a_promoted_version_is_swapped_in_under_load_without_a_failed_request(url, served_sample, deployment,
