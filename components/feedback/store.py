@@ -265,11 +265,19 @@ class FeedbackStore:
 
     def forget(self, user: str) -> dict[str, int]:
         """Delete every event and served slate of a (pseudonymised) shopper in one transaction: the
-        right to erasure. Returns the rows deleted per table."""
+        right to erasure. Returns the rows deleted per table. On PostgreSQL the dead rows stay on
+        disk until the next VACUUM (autovacuum), as with any delete."""
         self.flush()
+        sqlite_file = self.engine.dialect.name == "sqlite"
         with self.engine.begin() as connection:
-            return {"events": connection.execute(events.delete().where(events.c.user == user)).rowcount,
-                    "slates": connection.execute(slates.delete().where(slates.c.user == user)).rowcount}
+            if sqlite_file:   # zero the deleted rows' bytes instead of leaving them in free pages
+                connection.exec_driver_sql("PRAGMA secure_delete = ON")
+            removed = {"events": connection.execute(events.delete().where(events.c.user == user)).rowcount,
+                       "slates": connection.execute(slates.delete().where(slates.c.user == user)).rowcount}
+        if sqlite_file:   # and the write-ahead log's older copies of those pages
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
 
     def count(self) -> int:
         with self.engine.connect() as connection:
