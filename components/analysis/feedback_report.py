@@ -21,7 +21,7 @@ from components.analysis.review_topics import Topics, fit_topics, negative_by_to
 from components.core.config import Params
 from components.core.device import select_device
 from components.core.disclosure import protect
-from components.core.io import read_parquet, write_json
+from components.core.io import read_json, read_parquet, write_json
 from components.data.review_texts import read_review_texts
 from components.evaluation.report import figure_png_base64
 from components.feedback.events import REVIEW
@@ -207,7 +207,7 @@ def run(params: Params) -> dict:
     summary["served"] = served_reviews(params, topics, lambda texts: encoder.encode(texts, cfg.batch_size))
     write_json(summary, params.path(cfg.metrics_file))
     sentiment_file = params.path(params.reviews.sentiment.metrics_file)
-    sentiment = pd.read_json(sentiment_file, typ="series").to_dict() if sentiment_file.is_file() else None
+    sentiment = read_json(sentiment_file) if sentiment_file.is_file() else None
     report = params.path(params.reviews.report_file)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(feedback_html(summary, sentiment), encoding="utf-8")

@@ -56,5 +56,20 @@ def write_npy(array: np.ndarray, path: Path) -> Path:
     return path
 
 
+def write_torch(obj: Any, path: Path) -> Path:
+    """torch.save, atomically. torch is imported here, not at the top: the data steps use this
+    module and need not load it."""
+    import torch
+
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))

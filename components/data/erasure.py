@@ -5,26 +5,25 @@ register's folder (privacy.erasure_dir) is a DVC dependency of ingest: an erasur
 version."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from components.core.io import write_json
+from components.core.io import read_json, write_json
 
 REGISTER = "register.json"
 
 
 def erased_shoppers(folder: Path) -> set[str]:
     path = folder / REGISTER
-    return {entry["shopper"] for entry in json.loads(path.read_text(encoding="utf-8"))} if path.is_file() else set()
+    return {entry["shopper"] for entry in read_json(path)} if path.is_file() else set()
 
 
 def record_erasure(folder: Path, shopper: str, removed: dict[str, int]) -> dict:
     """Append the erasure (pseudonym, time, rows removed where) and return the entry."""
     path = folder / REGISTER
-    entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    entries = read_json(path) if path.is_file() else []
     entry = {"shopper": shopper, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "removed": removed}
     write_json([*entries, entry], path)
     return entry

@@ -9,6 +9,7 @@ import torch
 
 from components.core.config import Params
 from components.core.errors import InterestError
+from components.core.io import write_torch
 from components.models.interest_model import InterestModel, InterestModelConfig
 
 
@@ -23,7 +24,6 @@ def cold_model_path(params: Params) -> Path:
 
 
 def save_checkpoint(path: Path, model: InterestModel, item_index: pd.DataFrame, meta: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "config": model.cfg.to_dict(),
@@ -31,10 +31,7 @@ def save_checkpoint(path: Path, model: InterestModel, item_index: pd.DataFrame, 
         "items": item_index.sort_values("item_idx")["item"].tolist(),
         "meta": meta,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return write_torch(payload, path)
 
 
 def load_checkpoint(path: Path, device: torch.device | None = None) -> tuple[InterestModel, dict]:

@@ -21,6 +21,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from components.core.batching import batch_slices
 from components.core.config import SentimentParams
 from components.core.errors import ConfigError
+from components.core.io import write_torch
 from components.features.text_encoder import TextEncoder, load_text_encoder
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,8 @@ def build_classifier(cfg: SentimentParams, encoder_name: str, device: torch.devi
 
 def save_classifier(model: SentimentClassifier, path: Path, settings: dict) -> Path:
     """The fine-tuned weights with the encoder name and settings that rebuild the module."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"encoder": model.encoder.name, "settings": settings, "labels": LABELS,
-                "state": model.state_dict()}, tmp)
-    tmp.replace(path)
-    return path
+    return write_torch({"encoder": model.encoder.name, "settings": settings, "labels": LABELS,
+                        "state": model.state_dict()}, path)
 
 
 def load_classifier(path: Path, cfg: SentimentParams, device: torch.device) -> SentimentClassifier:
