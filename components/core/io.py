@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import pandas as pd
@@ -45,15 +45,19 @@ def write_json(obj: Any, path: Path) -> Path:
     return path
 
 
-def write_npy(array: np.ndarray, path: Path) -> Path:
+def _write_binary(path: Path, save: Callable[[BinaryIO], None]) -> Path:
     fd, tmp = _atomic_target(path)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
+            save(fh)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_npy(array: np.ndarray, path: Path) -> Path:
+    return _write_binary(path, lambda fh: np.save(fh, array))
 
 
 def write_torch(obj: Any, path: Path) -> Path:
@@ -61,14 +65,7 @@ def write_torch(obj: Any, path: Path) -> Path:
     module and need not load it."""
     import torch
 
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _write_binary(path, lambda fh: torch.save(obj, fh))
 
 
 def read_json(path: Path) -> Any:
