@@ -80,11 +80,11 @@ bench-serve: $(STAMP)  ## register if needed, start the service, replay test cas
 bench-ope: $(STAMP)  ## the off-policy estimators on the Open Bandit Dataset against the true CTR: metrics/ope.json
 	$(BIN)/interest ope
 
-analyses: $(STAMP)  ## the analyses beside the pipeline (dvc repro sentiment feedback_report segments): review sentiment, suggestions report, segments
-	$(BIN)/dvc repro sentiment feedback_report segments
+analyses: $(STAMP)  ## the analyses beside the pipeline (dvc repro sentiment feedback_report): review sentiment, suggestions report
+	$(BIN)/dvc repro sentiment feedback_report
 
 .PHONY: segments analyses
-segments: $(STAMP)  ## shopper segments (dvc repro segments: trains first if needed): metrics/segments.json, reports/segments/index.html
+segments: $(STAMP)  ## shopper segments, a pipeline stage (dvc repro segments: trains first if needed): metrics/segments.json, reports/segments/index.html
 	$(BIN)/dvc repro segments
 
 demo-loop: $(STAMP)  ## the closed loop's story on a sample in runs/demo-loop: serve, simulate, drift, new data version, retrain, gate, swap

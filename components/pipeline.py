@@ -81,11 +81,20 @@ STEPS: tuple[Step, ...] = (
     Step("evaluate_cold", "components.evaluation.cold_start",
          "Cold-item and new-shopper figures before and after cold-start fine-tuning.",
          "Writes coldstart.metrics_file (metrics/cold_start.json) and the NDCG@10-by-history plot data."),
+    Step("segments", "components.analysis.segments",
+         "Cluster the training split's shoppers into behaviour segments (segments.*) and profile each.",
+         "Each shopper is the interest model's representation of their history next to activity, recency "
+         "(with timestamps), text mix and rating habits (with ratings), weighted by segments.weights; the "
+         "number of segments is the candidate with the highest silhouette, with its stability over two seeds. "
+         "Groups under privacy.min_group_size are suppressed, counts get Laplace noise when "
+         "privacy.laplace_epsilon > 0. Writes segments.metrics_file, the HTML report segments.report_file, "
+         "the shopper -> segment assignment and the segments' item popularity, which the bundle carries for "
+         "serving's popularity blend (serving.personalisation)."),
     Step("register", "components.registry.store",
          "Store the served recommender's bundle in the BentoML model store as a candidate.",
          "The bundle holds the cold-start model, the fusion weights, the baselines' fitted tables, the "
-         "catalogue and the known shoppers; its metadata holds its own test figures, the params that "
-         "made it and the data version. Prints the tag."),
+         "catalogue, the known shoppers with their segments and the segments' popularity; its metadata "
+         "holds its own test figures, the params that made it and the data version. Prints the tag."),
     Step("gate", "components.deployment.gate",
          "Promote the new candidate only if it is not worse than production on the newest test cases.",
          "Scores both versions' served recommenders with the same code on the same cases (NDCG@10, and "
@@ -113,14 +122,6 @@ ANALYSES: tuple[Step, ...] = (
          "measures the negative share by topic per product group and its trend over time, scores the review "
          "texts sent to the service's feedback endpoint with the sentiment classifier, and writes "
          "reviews.topics.metrics_file and the HTML report reviews.report_file."),
-    Step("segments", "components.analysis.segments",
-         "Cluster the training split's shoppers into behaviour segments (segments.*) and profile each.",
-         "Each shopper is the interest model's representation of their history next to activity, recency "
-         "(with timestamps), text mix and rating habits (with ratings), weighted by segments.weights; the "
-         "number of segments is the candidate with the highest silhouette, with its stability over two seeds. "
-         "Groups under privacy.min_group_size are suppressed, counts get Laplace noise when "
-         "privacy.laplace_epsilon > 0. Writes segments.metrics_file, the HTML report segments.report_file, "
-         "the shopper -> segment assignment and the segments' item popularity."),
 )
 ANALYSIS_NAMES: tuple[str, ...] = tuple(s.name for s in ANALYSES)
 

@@ -1,6 +1,6 @@
 """The interest model's training pipeline on Airflow, one task per pipeline step, in the order of
 components.pipeline.STEPS (ingest -> validate -> split -> embed -> train -> finetune_cold ->
-evaluate -> evaluate_cold -> register -> gate -> build_bento): a new model reaches production only
+evaluate -> evaluate_cold -> segments -> register -> gate -> build_bento): a new model reaches production only
 through the gate, and the production version's bento is built last.
 
 Each task loads params.yaml and runs the same step as the matching `interest` command and

@@ -75,8 +75,9 @@ def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
 def served_sample(tmp_path_factory, prepared_sample: Params) -> Params:
     """The prepared sample taken on through train -> register (2 training epochs), once per
     session: a trained, fine-tuned, evaluated and registered model with its bundle in the store."""
-    params = load_params(derived_params(prepared_sample, tmp_path_factory.mktemp("served"),
-                                        coldstart={"epochs": 20}), environ={})
+    params = load_params(derived_params(prepared_sample, tmp_path_factory.mktemp("served"), coldstart={"epochs": 20},
+                                        privacy={"min_group_size": 3}),   # a sample's segments are small
+                         environ={})
     for step in select_steps(to="register")[len(select_steps(to="embed")):]:
         run_step(step.name, params)
     return params

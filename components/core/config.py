@@ -327,6 +327,7 @@ class SentimentParams(_Section):
     trainable_layers: int = Field(ge=0)
     dropout: float = Field(ge=0, lt=1)
     max_tokens: int = Field(gt=0)
+    head_tokens: int = Field(ge=0)
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     lr: float = Field(gt=0)
@@ -347,6 +348,8 @@ class SentimentParams(_Section):
             raise ValueError("neutral_max must be >= negative_max")
         if self.test_fraction + self.valid_fraction >= 1:
             raise ValueError("test_fraction + valid_fraction must leave shoppers to train on")
+        if self.head_tokens >= self.max_tokens - 2:
+            raise ValueError("head_tokens must leave room for the end of a long review within max_tokens")
         return self
 
 
@@ -433,6 +436,7 @@ class ServingParams(_Section):
     thompson_grid: int = Field(ge=16)
     feedback_counts_seconds: float = Field(ge=0)
     personalisation: float = Field(ge=0, le=1)
+    segment_prior: float = Field(gt=0)
     thin_history: int = Field(ge=0)
     session_ttl_seconds: float = Field(ge=0)
     arms: tuple[ArmParams, ...] = Field(min_length=1)

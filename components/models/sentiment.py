@@ -45,16 +45,32 @@ def star_labels(ratings: pd.Series, cfg: SentimentParams) -> np.ndarray:
 class SentimentClassifier(torch.nn.Module):
     """Mean-pooled encoder output -> dropout -> linear layer over LABELS."""
 
-    def __init__(self, encoder: TextEncoder, dropout: float) -> None:
+    def __init__(self, encoder: TextEncoder, dropout: float, head_tokens: int) -> None:
         super().__init__()
         self.encoder = encoder
+        self.head_tokens = head_tokens
         self.body = encoder.model
         self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(encoder.dim, len(LABELS)))
         self.trainable_layers = 0   # encoder layers below the head that train (freeze_below)
 
     def tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.encoder.tokenizer(list(texts), padding=True, truncation=True, max_length=self.encoder.max_length,
-                                      return_tensors="pt").to(self.encoder.device)
+        """A text longer than max_tokens keeps its first head_tokens (the title and opening) and its
+        end (where a review's verdict often is: "...but it broke after a week")."""
+        tokenizer = self.encoder.tokenizer
+        encoded = tokenizer(list(texts), return_special_tokens_mask=True, verbose=False)
+        limit = self.encoder.max_length
+        ids = []
+        for seq, special in zip(encoded["input_ids"], encoded["special_tokens_mask"]):
+            if len(seq) > limit:
+                start = special.index(0) + self.head_tokens   # after the leading special tokens ([CLS])
+                seq = seq[:start] + seq[len(seq) - (limit - start):]   # the end keeps the closing [SEP]
+            ids.append(seq)
+        input_ids = torch.full((len(ids), max(map(len, ids))), tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, seq in enumerate(ids):
+            input_ids[row, :len(seq)] = torch.tensor(seq)
+            attention_mask[row, :len(seq)] = 1
+        return {"input_ids": input_ids.to(self.encoder.device), "attention_mask": attention_mask.to(self.encoder.device)}
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -115,7 +131,8 @@ class SentimentClassifier(torch.nn.Module):
 
 
 def build_classifier(cfg: SentimentParams, encoder_name: str, device: torch.device) -> SentimentClassifier:
-    return SentimentClassifier(load_text_encoder(encoder_name, device, cfg.max_tokens), cfg.dropout).to(device)
+    return SentimentClassifier(load_text_encoder(encoder_name, device, cfg.max_tokens), cfg.dropout,
+                               cfg.head_tokens).to(device)
 
 
 def save_classifier(model: SentimentClassifier, path: Path, settings: dict) -> Path:

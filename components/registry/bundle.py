@@ -5,7 +5,10 @@ alone determines every answer. The registry stores it in the model store; the Re
     catalogue.parquet  item, item_idx and the item text fields (title, brand, categories, description)
     counts.npy         interactions per item_idx known when the test cases are scored (train + valid)
     item_knn.npz       the item-kNN neighbour table fitted on the same interactions
-    histories.parquet  known shoppers (pseudonymised) and their item ids, oldest first
+    histories.parquet  known shoppers (pseudonymised), their item ids, oldest first, and their
+                       segment (-1: none; `interest segments`)
+    segments.parquet   segment, item, shoppers: each segment's item popularity (disclosure-
+                       controlled), what serving.personalisation blends in for its shoppers
     bundle.json        what is served (the fusion and its weights, tuned on valid), the baselines'
                        and the text encoder's settings, dataset, data version and the figures the
                        evaluation measured for exactly this recommender
@@ -35,11 +38,15 @@ from components.models.checkpoint import cold_model_path
 from components.models.fusion import FUSION_NAME
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME
 
-BUNDLE_FORMAT = 2   # 2: the fusion's exposure offset for new products
+BUNDLE_FORMAT = 3   # 2: the fusion's exposure offset for new products; 3: segments
+READABLE_FORMATS = (2, 3)   # a production version registered before segments still serves (without them)
+NO_SEGMENT = -1     # a known shopper the segments did not place (not in the training split)
 SERVED = FUSION_NAME   # the recommender the bundle serves: the evaluation's fusion of the models below
 ITEM_TEXT_FIELDS = ("title", "brand", "categories", "description")
 FILES = {"checkpoint": "checkpoint.pt", "catalogue": "catalogue.parquet", "counts": "counts.npy",
-         "item_knn": "item_knn.npz", "histories": "histories.parquet", "manifest": "bundle.json"}
+         "item_knn": "item_knn.npz", "histories": "histories.parquet", "segments": "segments.parquet",
+         "manifest": "bundle.json"}
+ADDED_IN = {"segments": 3}   # files a bundle holds from this format on
 TEST = CASE_SPLITS[-1]   # the served baselines know what the test cases know
 
 
@@ -52,15 +59,18 @@ class Bundle:
 
     @classmethod
     def open(cls, path: Path) -> Bundle:
-        missing = [name for name in FILES.values() if not (Path(path) / name).is_file()]
+        path = Path(path)
+        manifest_file = path / FILES["manifest"]
+        manifest = read_json(manifest_file) if manifest_file.is_file() else {"format": BUNDLE_FORMAT}
+        if manifest.get("format") not in READABLE_FORMATS:
+            raise InterestError(f"{path}: bundle format {manifest.get('format')} is not one this code reads "
+                                f"{READABLE_FORMATS}; register the model again with this version")
+        missing = [name for key, name in FILES.items()
+                   if ADDED_IN.get(key, 0) <= manifest["format"] and not (path / name).is_file()]
         if missing:
             raise InterestError(f"{path} is not a complete model bundle (missing {', '.join(missing)}): "
                                 "register the model again with `interest register`")
-        manifest = read_json(Path(path) / FILES["manifest"])
-        if manifest.get("format") != BUNDLE_FORMAT:
-            raise InterestError(f"{path}: bundle format {manifest.get('format')} is not {BUNDLE_FORMAT}, "
-                                "the one this code reads; register the model again with this version")
-        return cls(Path(path), manifest)
+        return cls(path, manifest)
 
     @property
     def checkpoint(self) -> Path:
@@ -73,7 +83,16 @@ class Bundle:
         return BaselineFit(np.load(self.path / FILES["counts"]), sp.load_npz(self.path / FILES["item_knn"]).tocsr())
 
     def histories(self) -> pd.DataFrame:
-        return read_parquet(self.path / FILES["histories"])
+        """user, history, segment (NO_SEGMENT in a bundle older than segments)."""
+        histories = read_parquet(self.path / FILES["histories"])
+        return histories if "segment" in histories else histories.assign(segment=NO_SEGMENT)
+
+    def segment_popularity(self) -> pd.DataFrame:
+        """segment, item, shoppers (none in a bundle older than segments)."""
+        path = self.path / FILES["segments"]
+        return read_parquet(path) if path.is_file() else pd.DataFrame({"segment": pd.Series(dtype="int64"),
+                                                                       "item": pd.Series(dtype="string"),
+                                                                       "shoppers": pd.Series(dtype="float64")})
 
     @property
     def fusion_weights(self) -> dict[str, float]:
@@ -127,20 +146,24 @@ def catalogue_table(params: Params, split: Split) -> pd.DataFrame:
             .sort_values("item_idx").reset_index(drop=True))
 
 
-def shopper_histories(split: Split) -> pd.DataFrame:
-    """user -> item ids, oldest first, as known when the test cases are scored."""
+def shopper_histories(split: Split, assignment: pd.DataFrame) -> pd.DataFrame:
+    """user -> item ids, oldest first, as known when the test cases are scored, and segment."""
     ids = np.empty(int(split.item_index["item_idx"].max()) + 1, dtype=object)
     ids[split.item_index["item_idx"].to_numpy()] = split.item_index["item"].to_numpy()
     test = split.cases[split.cases["split"] == TEST]
+    segment = test["user"].map(assignment.set_index("user")["segment"]).fillna(NO_SEGMENT).astype(np.int64)
     return pd.DataFrame({"user": test["user"].to_numpy(),
-                         "history": [ids[np.asarray(h, dtype=np.int64)].tolist() for h in test["history"]]})
+                         "history": [ids[np.asarray(h, dtype=np.int64)].tolist() for h in test["history"]],
+                         "segment": segment.to_numpy()})
 
 
 def write_bundle(params: Params, dest: Path) -> dict[str, Any]:
     """Fill dest with the bundle of the pipeline's current outputs; returns the manifest."""
     checkpoint = cold_model_path(params)
     ranking_file = params.path(params.evaluate.metrics_file)
-    for path, step in ((checkpoint, "finetune_cold"), (ranking_file, "evaluate")):
+    segments = params.segments
+    assignment_file, popularity_file = params.path(segments.assignment_file), params.path(segments.popularity_file)
+    for path, step in ((checkpoint, "finetune_cold"), (ranking_file, "evaluate"), (assignment_file, "segments")):
         if not path.is_file():
             raise InterestError(f"no {path}: run the pipeline up to `{step}` first (`interest run --to {step}`)")
     ranking = read_json(ranking_file)
@@ -151,7 +174,8 @@ def write_bundle(params: Params, dest: Path) -> dict[str, Any]:
     write_parquet(catalogue_table(params, split), dest / FILES["catalogue"])
     write_npy(fit.counts, dest / FILES["counts"])
     sp.save_npz(dest / FILES["item_knn"], fit.similarity)
-    write_parquet(shopper_histories(split), dest / FILES["histories"])
+    write_parquet(shopper_histories(split, read_parquet(assignment_file)), dest / FILES["histories"])
+    write_parquet(read_parquet(popularity_file)[["segment", "item", "shoppers"]], dest / FILES["segments"])
     manifest = {
         "format": BUNDLE_FORMAT,
         "served": SERVED,

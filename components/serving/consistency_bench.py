@@ -2,7 +2,7 @@
 
 For each level of the knob, every sampled shopper gets two consecutive greedy slates as served
 (history hidden): one from their history up to the valid target, and one a purchase later (up to
-the test target). Reported per level: NDCG@10 of the first slate against the valid target,
+the test target), blended toward their segment's popularity as served. Reported per level: NDCG@10 of the first slate against the valid target,
 slate stability (mean Jaccard of the two slates) and catalogue coverage of the first slates.
 """
 from __future__ import annotations
@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 K = 10
 
 
-def _slates(recommender: Recommender, scores: np.ndarray, histories: list[list[int]]) -> list[np.ndarray]:
+def _slates(recommender: Recommender, scores: np.ndarray, histories: list[list[int]],
+            segments: list[int]) -> list[np.ndarray]:
     out = []
-    for row, history in zip(scores, histories):
-        s = recommender.personalised(row, len(history)).copy()
+    for row, history, segment in zip(scores, histories, segments):
+        s = recommender.personalised(row, len(history), segment).copy()
         s[history] = -np.inf
         s[0] = -np.inf
         out.append(candidates(s, K))
@@ -50,13 +51,15 @@ def bench_consistency(params: Params) -> dict:
     before = [list(h) for h in cases[("history", "valid")]]
     after = [list(h) for h in cases[("history", "test")]]
     targets = cases[("target", "valid")].to_numpy()
+    segments = [recommender.segment_of(user) for user in cases.index]
     log.info("consistency: %d shoppers, levels %s", len(before), cfg.consistency_levels)
     fused_before = _fused(recommender, before, params.evaluate.batch_size)
     fused_after = _fused(recommender, after, params.evaluate.batch_size)
     levels, base = [], recommender.serving
     for level in tqdm(cfg.consistency_levels, desc="personalisation levels"):
         recommender.serving = base.model_copy(update={"personalisation": level})
-        first, second = _slates(recommender, fused_before, before), _slates(recommender, fused_after, after)
+        first = _slates(recommender, fused_before, before, segments)
+        second = _slates(recommender, fused_after, after, segments)
         ndcg = [case_ndcg(list(s), t, K) for s, t in zip(first, targets)]
         jaccard = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(first, second)]
         levels.append({"personalisation": level, f"ndcg@{K}": round(float(np.mean(ndcg)), 6),

@@ -30,7 +30,7 @@ from components.models.checkpoint import load_checkpoint
 from components.models.fusion import FusionScorer, fused_scorers
 from components.models.interest_model import InterestModel, extend_catalogue
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer
-from components.registry.bundle import SERVED, Bundle, headline
+from components.registry.bundle import NO_SEGMENT, SERVED, Bundle, headline
 from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
@@ -38,7 +38,7 @@ from components.serving.batching import MicroBatcher
 from components.serving.item_feedback import ItemFeedback
 from components.serving.policies import (EPSILON_GREEDY, GREEDY, SOFTMAX, THOMPSON, EpsilonGreedy, Greedy, Policy,
                                          Softmax, Thompson)
-from components.serving.consistency import blend_with_popularity, personal_weight
+from components.serving.consistency import blend_with_popularity, personal_weight, segment_log_popularity
 from components.serving.popular_default import popular_diverse_default
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ class Recommender:
         self.text_settings: TextEncoderSettings = bundle.text_encoder
         histories = bundle.histories()
         self._histories = dict(zip(histories["user"], histories["history"]))
+        self._segments = dict(zip(histories["user"], histories["segment"]))
+        self._segment_popularity = bundle.segment_popularity()
         self._encoder: TextEncoder | None = None
         self._batcher: MicroBatcher | None = None
         self._feedback_cache: tuple | None = None
@@ -117,6 +119,8 @@ class Recommender:
         by_idx = self.catalogue.set_index("item_idx").reindex(range(self.n_items + 1))   # row 0: padding
         self._ids, self._titles = by_idx["item"].to_numpy(object), by_idx["title"].to_numpy(object)
         self._log_popularity = np.log1p(self._fit.counts.astype(np.float64))
+        self._segment_log_popularity = segment_log_popularity(self._segment_popularity, self._index, self._fit.counts,
+                                                              self.serving.segment_prior)
         # unit-length item representations of the model: item-to-item similarity, added items included
         self._unit_items = F.normalize(model_scorer.items, dim=-1).cpu().numpy()
 
@@ -187,6 +191,10 @@ class Recommender:
             raise InterestError(f"unknown shopper {user!r}: recommend by --history item ids or --text instead")
         return history
 
+    def segment_of(self, user: str | None) -> int:
+        """The known shopper's segment, NO_SEGMENT for anyone else."""
+        return int(self._segments.get(user, NO_SEGMENT)) if user else NO_SEGMENT
+
     # ------------------------------------------------------------------ answers
     def policy(self, name: str | None = None, feedback: ItemFeedback | None = None) -> Policy:
         """The slate policy by name (default serving.policy), with its settings from params;
@@ -241,7 +249,7 @@ class Recommender:
             items = self.user_history(user, since_training)
         if items:
             history = self.item_indices(list(items))
-            scores = self.personalised(self._score_one(history), len(history))
+            scores = self.personalised(self._score_one(history), len(history), self.segment_of(user))
             hidden, by = (hidden + history if hide_history else hidden), BY_USER if user else BY_ITEMS
         elif text:
             scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
@@ -269,12 +277,14 @@ class Recommender:
         return Ranked(self._ids[slate.items], self._titles[slate.items], scores[slate.items].round(4),
                       slate.propensities.round(6), by, policy.name)
 
-    def personalised(self, scores: np.ndarray, n_history: int) -> np.ndarray:
-        """The fused scores of a history of n_history items, blended toward popularity as
-        serving.personalisation and serving.thin_history say."""
+    def personalised(self, scores: np.ndarray, n_history: int, segment: int = NO_SEGMENT) -> np.ndarray:
+        """The fused scores of a history of n_history items, blended toward popularity (the
+        segment's, else everyone's) as serving.personalisation and serving.thin_history say."""
         cfg = self.serving
         weight = personal_weight(cfg.personalisation, n_history, cfg.thin_history)
-        return scores if weight == 1 else blend_with_popularity(scores, self._log_popularity, weight)
+        if weight == 1:
+            return scores
+        return blend_with_popularity(scores, self._segment_log_popularity.get(segment, self._log_popularity), weight)
 
     def _popular_scores(self, k: int) -> np.ndarray:
         text = self.model.text.cpu().numpy()

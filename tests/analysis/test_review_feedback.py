@@ -77,6 +77,21 @@ def test_top_layers_on_frozen_states_are_the_full_forward_pass():
     assert trainable == {"4", "5"}   # encoder.layer.<i>. of the 6 layers: the top two
 
 
+def test_a_long_review_keeps_its_opening_and_its_verdict():
+    cfg = load_params(ROOT / "params.yaml", environ={}).reviews.sentiment.model_copy(
+        update={"max_tokens": 32, "head_tokens": 8})
+    model = build_classifier(cfg, cfg.encoder, torch.device("cpu"))
+    tokenizer = model.encoder.tokenizer
+    short = "nice tone"
+    long = "Great look. " + "the finish is fine and " * 40 + "but it broke after a week"
+    batch = model.tokens([short, long])
+    assert batch["input_ids"].shape == (2, cfg.max_tokens)
+    assert batch["input_ids"][0, :batch["attention_mask"][0].sum()].tolist() == tokenizer(short)["input_ids"]
+    kept = tokenizer.decode(batch["input_ids"][1], skip_special_tokens=True)
+    assert kept.startswith("great look.") and kept.endswith("but it broke after a week")
+    assert batch["input_ids"][1, 0] == tokenizer.cls_token_id and batch["input_ids"][1, -1] == tokenizer.sep_token_id
+
+
 def test_each_shopper_is_in_one_part_and_a_tiny_sample_is_refused():
     cfg = load_params(ROOT / "params.yaml", environ={}).reviews.sentiment
     reviews = pd.DataFrame({"user": [f"u{i % 60}" for i in range(600)], "rating": [1, 3, 5, 5, 4] * 120,

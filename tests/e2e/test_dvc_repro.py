@@ -1,6 +1,6 @@
 """`dvc repro` on a 400-shopper sample, in a fresh git + DVC repository under tmp.
 
-Then the analyses beside the pipeline (sentiment, feedback_report, segments), reviews sampled.
+Then the analyses beside the pipeline (sentiment, feedback_report), reviews sampled.
 The repository holds copies of dvc.yaml, pyproject.toml, expectations/, components/ and bento/
 (the last stage builds the bento) and a sampled
 params.yaml whose data.mirror_dir is absolute, so the ingest stage depends on the real mirror

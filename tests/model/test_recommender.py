@@ -1,18 +1,21 @@
 """The served Recommender on the real 400-shopper sample, loaded from the registered bundle: it
 scores exactly as the evaluation's fusion did, the registry's figures are its own, and it
-answers by shopper, items, text or nothing, failing clearly on what it does not know."""
+answers by shopper, items, text or nothing, failing clearly on what it does not know; a bundle
+registered before segments still serves."""
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
 
 from components.core.errors import InterestError
-from components.core.io import read_json
+from components.core.io import read_json, read_parquet, write_json, write_parquet
 from components.data.split import load_split
 from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, item_self_information
 from components.evaluation.ranking import rank_cases, summarise
 from components.models.baselines import train_counts
-from components.registry.bundle import Bundle
+from components.registry.bundle import FILES, NO_SEGMENT, Bundle
 from components.registry.store import registered
 from components.serving.recommender import UnknownItems, load_recommender
 
@@ -41,7 +44,7 @@ def test_registry_figures_are_the_served_recommenders_own(served_sample, served)
 
 
 def test_a_known_shopper_gets_the_list_of_their_history(served_sample, served):
-    user, history = next(iter(served.bundle.histories().itertuples(index=False)))
+    user, history = served.bundle.histories()[["user", "history"]].iloc[0]
     by_user = served.recommend(user=user, k=10)
     by_items = served.recommend(items=list(history), k=10)
     assert by_user["item"].tolist() == by_items["item"].tolist() and len(by_user) == 10
@@ -70,6 +73,22 @@ def test_a_missing_bundle_or_version_is_named(served_sample, tmp_path):
         Bundle.open(tmp_path)
     with pytest.raises(InterestError, match="is not in the model store"):
         load_recommender(served_sample, tag="interest_model:doesnotexist")
+
+
+def test_a_bundle_from_before_segments_still_serves_and_a_new_one_needs_them(served, tmp_path):
+    old = tmp_path / "format2"
+    shutil.copytree(served.bundle.path, old)
+    (old / FILES["segments"]).unlink()
+    write_parquet(read_parquet(old / FILES["histories"]).drop(columns="segment"), old / FILES["histories"])
+    write_json({**served.bundle.manifest, "format": 2}, old / FILES["manifest"])
+    bundle = Bundle.open(old)
+    assert (bundle.histories()["segment"] == NO_SEGMENT).all() and bundle.segment_popularity().empty
+    write_json({**served.bundle.manifest, "format": 3}, old / FILES["manifest"])
+    with pytest.raises(InterestError, match=f"missing {FILES['segments']}"):
+        Bundle.open(old)
+    write_json({**served.bundle.manifest, "format": 1}, old / FILES["manifest"])
+    with pytest.raises(InterestError, match="bundle format 1 is not one this code reads"):
+        Bundle.open(old)
 
 
 def test_scores_are_the_fusion_of_the_bundled_scorers(served):

@@ -1,5 +1,6 @@
 """The service's work in process (components.serving.app) on the registered sample: A/B arms by
-pseudonymised shopper, recorded with every slate and event; the personalisation knob."""
+pseudonymised shopper, recorded with every slate and event; the personalisation knob and the
+segment popularity it blends in for known shoppers."""
 from __future__ import annotations
 
 import sqlite3
@@ -7,6 +8,7 @@ import sqlite3
 import pytest
 
 from components.core.config import load_params
+from components.registry.bundle import NO_SEGMENT
 from components.serving.app import FeedbackInput, ServingApp
 
 pytestmark = pytest.mark.model
@@ -52,6 +54,29 @@ def test_no_personalisation_gives_every_shopper_the_popular_ranking(served_sampl
     finally:
         app.close()
     assert all(lst == lists[0] for lst in lists)
+
+
+def test_no_personalisation_gives_a_known_shopper_their_segments_popular_ranking(served_sample, tmp_path):
+    env = {"INTEREST__SERVING__STORE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
+           "INTEREST__SERVING__PERSONALISATION": "0",
+           "INTEREST__SERVING__SEGMENT_PRIOR": "0.5"}   # under one shopper: everyone's popularity breaks ties only
+    app = ServingApp(load_params(served_sample.root / "params.yaml", environ=env))
+    try:
+        bundle = app.recommender.bundle
+        placed = bundle.histories().query(f"segment != {NO_SEGMENT}").groupby("segment").head(2)
+        lists = {user: list(app.recommender.rank(user=user, k=10, hide_history=False, policy="greedy").items)
+                 for user in placed["user"]}   # the bundle's pseudonyms: the recommender behind the service
+        popularity = bundle.segment_popularity()
+    finally:
+        app.close()
+    assert placed["segment"].nunique() >= 2
+    by_segment = {}
+    for user, segment in zip(placed["user"], placed["segment"]):
+        assert by_segment.setdefault(segment, lists[user]) == lists[user]   # one ranking per segment
+        own = popularity[popularity["segment"] == segment]
+        if len(own):   # the segment's most taken item leads (ties: any of them)
+            assert lists[user][0] in set(own.loc[own["shoppers"] == own["shoppers"].max(), "item"])
+    assert len({tuple(v) for v in by_segment.values()}) > 1
 
 
 def test_thompson_learns_from_served_clicks(served_sample, tmp_path):

@@ -8,13 +8,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from components.core.config import ArmParams
 from components.serving.arms import assign_arm
 from components.serving.batching import MicroBatcher
 from components.serving.request_guard import RequestGuard
-from components.serving.consistency import blend_with_popularity, personal_weight
+from components.serving.consistency import blend_with_popularity, personal_weight, segment_log_popularity
 from components.serving.sessions import SessionSlates
 
 
@@ -35,6 +36,18 @@ def test_full_personalisation_keeps_the_ranking_and_none_is_popularity():
     finite = np.isfinite(blended)
     assert not finite[3] and np.array_equal(np.argsort(-blended[finite], kind="stable"),
                                             np.argsort(-popularity[finite], kind="stable"))
+
+
+def test_a_segments_popularity_leads_and_everyones_orders_what_it_leaves_out():
+    counts = np.array([0, 50, 40, 30, 20, 10])                  # everyone's, by item_idx (0: padding)
+    table = pd.DataFrame({"segment": [0, 0, 1], "item": ["e", "d", "b"], "shoppers": [12.0, 11.0, 40.0]})
+    index = {name: idx for idx, name in enumerate("_abcde")}
+    by_segment = segment_log_popularity(table, index, counts, prior=10.0)
+    assert set(by_segment) == {0, 1}                            # a segment with no rows falls back to everyone's
+    assert list(np.argsort(-by_segment[0])[:5]) == [5, 4, 1, 2, 3]   # its own items, then everyone's order
+    assert list(np.argsort(-by_segment[1])[:2]) == [2, 1]
+    weak = segment_log_popularity(table, index, counts, prior=1e6)   # a strong prior: everyone's popularity
+    assert list(np.argsort(-weak[0])[:5]) == [1, 2, 3, 4, 5]
 
 
 def test_thin_histories_lean_toward_popularity():
