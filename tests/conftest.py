@@ -66,7 +66,7 @@ def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
         embed={"out_dir": str(p.path(p.embed.out_dir))},
         validate={"out_dir": str(p.path(p.validation.out_dir)),
                   "expectations_dir": str(p.path(p.validation.expectations_dir))},
-        benchmark={"published_file": str(ROOT / "benchmarks" / "published_beauty.json")},
+        benchmark={"published_file": str(ROOT / "benchmarks" / "published.json")},
         **{"train": {"epochs": 2, "max_minutes": 0}, **overrides},
     )
 

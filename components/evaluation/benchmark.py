@@ -1,8 +1,10 @@
-"""Our measured figures next to the published Beauty results, on the same protocol.
+"""Our measured figures next to the published ones for the same dataset, protocol by protocol.
 
 Reads the evaluation output (evaluate.metrics_file), the published figures
-(benchmark.published_file) and, when training has run, its wall time (train.metrics_file,
-key `train_seconds`), so `make bench-quality` answers "where do we stand" in one table.
+(benchmark.published_file: by dataset, each row with the protocol it was measured on) and, when
+training has run, its wall time (train.metrics_file, key `train_seconds`), so `make
+bench-quality` answers "where do we stand" in one table per protocol: unmasked (the history
+stays rankable) and masked (items already in the history are removed before ranking).
 """
 from __future__ import annotations
 
@@ -11,19 +13,25 @@ import pandas as pd
 from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.io import read_json
-from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET
+from components.evaluation.metrics import HEADLINE_SUBSET, PROTOCOLS
 
 
-def quality_rows(ranking: dict, published: dict) -> pd.DataFrame:
-    """One row per measured or published model at the published cut-off, best NDCG first."""
-    k = published["k"]
+def quality_rows(ranking: dict, published: list[dict], protocol: str, k: int) -> pd.DataFrame:
+    """One row per measured or published model on `protocol` at cut-off k, best NDCG first."""
     recall, ndcg = f"recall@{k}", f"ndcg@{k}"
-    protocol, subset = HEADLINE_PROTOCOL, HEADLINE_SUBSET
-    ours = [{"kind": "ours", "model": model, recall: m[recall], ndcg: m[ndcg], "source": f"measured: {subset}, {protocol}"}
-            for model, m in ranking[protocol][subset].items()]
+    ours = [{"kind": "ours", "model": model, recall: m[recall], ndcg: m[ndcg],
+             "source": f"measured: {HEADLINE_SUBSET}, {protocol}"}
+            for model, m in ranking[protocol][HEADLINE_SUBSET].items()]
     theirs = [{"kind": "published", "model": r["model"], recall: r[recall], ndcg: r[ndcg], "source": r["source"]}
-              for r in published["results"]]
+              for r in published if r["protocol"] == protocol]
     return pd.DataFrame(ours + theirs).sort_values(ndcg, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def published_for(params: Params) -> tuple[dict, dict]:
+    """The published file, and its entry for data.dataset (empty when it has none)."""
+    published = read_json(params.path(params.benchmark.published_file))
+    entry = published["datasets"].get(params.data.dataset, {"description": params.data.dataset, "results": []})
+    return published, entry
 
 
 def train_seconds(params: Params) -> float | None:
@@ -40,30 +48,29 @@ def measured_on(cases: dict[str, int]) -> str:
 
 
 def quality_report(params: Params) -> str:
-    """The bench-quality table as text: measured rows and published rows, sorted by NDCG@k."""
+    """The bench-quality tables as text: per protocol, measured and published rows by NDCG@k."""
     metrics_file = params.path(params.evaluate.metrics_file)
     if not metrics_file.is_file():
         raise InterestError(f"no evaluation results at {metrics_file}: run `interest evaluate` (or `dvc repro evaluate`) first")
-    published = read_json(params.path(params.benchmark.published_file))
+    published, entry = published_for(params)
     ranking = read_json(metrics_file)
-    table = quality_rows(ranking, published)
     k = published["k"]
-    width = max(table["model"].str.len().max(), len("model"))
-    lines = [
-        published["dataset"],
-        f"protocol: {published['protocol']}",
-        measured_on(ranking["cases"]),
-        "",
-        f"{'':<9}  {'model':<{width}}  {f'R@{k}':>6}  {f'N@{k}':>6}  source",
-        *(f"{r.kind:<9}  {r.model:<{width}}  {r[f'recall@{k}']:>6.4f}  {r[f'ndcg@{k}']:>6.4f}  {r.source}"
-          for _, r in table.iterrows()),
-        "",
-    ]
+    lines = [entry["description"], measured_on(ranking["cases"])]
+    if not entry["results"]:
+        lines.append(f"no published figures for {params.data.dataset} in {params.benchmark.published_file}")
+    for protocol in PROTOCOLS:
+        table = quality_rows(ranking, entry["results"], protocol, k)
+        width = max(table["model"].str.len().max(), len("model"))
+        lines += ["", f"protocol {protocol}: {published['protocols'][protocol]}",
+                  f"{'':<9}  {'model':<{width}}  {f'R@{k}':>6}  {f'N@{k}':>6}  source",
+                  *(f"{r.kind:<9}  {r.model:<{width}}  {r[f'recall@{k}']:>6.4f}  {r[f'ndcg@{k}']:>6.4f}  {r.source}"
+                    for _, r in table.iterrows())]
+    lines.append("")
     seconds = train_seconds(params)
     lines.append(f"interest model training wall time: {seconds:.0f} s" if seconds is not None
                  else f"interest model training wall time: n/a (no {params.train.metrics_file})")
     check = ranking.get("popularity_check")
-    pop = next((r for r in published["results"] if r["model"] == "Pop"), None)
+    pop = next((r for r in entry["results"] if r["model"] == "Pop"), None)
     if check and pop:
         lines.append(f"popularity check: counted over all interactions, test targets included (a leak; how the "
                      f"published Pop row counts): R@{k} {check[f'recall@{k}']:.4f}  N@{k} {check[f'ndcg@{k}']:.4f} "

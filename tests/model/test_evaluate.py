@@ -76,11 +76,16 @@ def test_comparison_plot_and_self_contained_report(evaluated):
     assert not re.search(r"""(src|href)=["']https?:""", page)  # no internet needed to view it
 
 
-def test_bench_quality_table_lists_ours_and_published(evaluated):
+def test_bench_quality_tables_list_ours_and_published_per_protocol(evaluated):
     params, _ = evaluated
-    table = quality_report(params)
+    unmasked, masked = quality_report(params).split("protocol masked:")
     for name in ("item_knn", "fusion", "SASRec", "TIGER", "OneRec-SFT (1.7B)"):
-        assert name in table
+        assert name in unmasked
+    for name in ("item_knn", "fusion", "BSARec", "WEARec", "TV-Rec", "GRAM"):
+        assert name in masked
+    assert "BSARec" not in unmasked and "TIGER" not in masked
+    other = quality_report(params.model_copy(update={"data": params.data.model_copy(update={"dataset": "Toys_and_Games"})}))
+    assert "GRAM" in other and "BSARec" not in other and "fusion" in other
 
 
 def test_training_curves_figure_has_one_panel_per_numeric_key():
