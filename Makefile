@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
 # the venv's commands first: dvc stages run `interest`, airflow standalone starts `airflow ...`
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_HOME ?= $(CURDIR)/airflow_home
@@ -16,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,14 +34,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e .
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv with every pinned dependency
+# RecBole's peers live in their own virtualenv (make bench-peers; its test uses it too)
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/pip install --quiet --no-deps recbole==1.2.1
+	touch $(PEERS_STAMP)
+
+setup: $(STAMP) $(PEERS_STAMP)  ## create .venv with every pinned dependency, and .venv-peers with RecBole
 
 run: $(STAMP)  ## run the whole pipeline (dvc repro of its stages, ingest -> build_bento) on params.yaml and print the metrics
 	$(BIN)/dvc repro build_bento
 	$(BIN)/dvc metrics show metrics/data.json metrics/train.json
 	$(BIN)/interest bench-quality
 
-test: $(STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
+test: $(STAMP) $(PEERS_STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
 	$(BIN)/pytest -q
 
 airflow: $(STAMP)  ## start Airflow (standalone: SQLite + LocalExecutor) with the project's DAGs on :8080
@@ -56,6 +66,11 @@ bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-o
 	cp $(PUBLISHED_DIR)/metrics/ranking.json metrics/ranking_published_setting.json
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
 	$(BIN)/interest bench-quality --params $(PUBLISHED_DIR)/params.yaml
+
+bench-peers: $(STAMP) $(PEERS_STAMP)  ## RecBole's SASRec (CE) and FEARec on the published-setting split, same cores and wall clock as ours: metrics/peers.json, reports/peers.png
+	@test -f $(PUBLISHED_DIR)/metrics/ranking.json || $(MAKE) bench-quality-published
+	$(BIN)/interest bench-peers --params $(PUBLISHED_DIR)/params.yaml
+	cp $(PUBLISHED_DIR)/metrics/peers.json metrics/peers.json
 
 SCIENTIFIC_DIR ?= runs/scientific
 bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Amazon Scientific 2018 (run in runs/scientific)

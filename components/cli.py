@@ -1,6 +1,6 @@
 """`interest`: one command per pipeline step (made from components.pipeline.STEPS), `run` and
 `steps` for the pipeline as a whole, and the commands around it (recommend, add-items,
-params-for, bench-quality, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
+params-for, bench-quality, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
 from __future__ import annotations
 
 import json
@@ -267,6 +267,16 @@ def bench_consistency(params: Optional[Path] = ParamsOpt) -> None:
     coverage. Writes benchmark.consistency_metrics_file and the plot benchmark.consistency_plot."""
     from components.serving.consistency_bench import bench_consistency as run, consistency_table
     typer.echo(consistency_table(run(_params(params))))
+
+
+@app.command("bench-peers")
+def bench_peers(params: Optional[Path] = ParamsOpt) -> None:
+    """Train RecBole's peers (benchmark.peers.models) on this split, cores and wall clock, and print
+    their test figures (masked) next to ours and the published ones. Needs the peers' virtualenv
+    (`make bench-peers` installs it) and our model evaluated on the same split, in the published
+    setting (split.cold_item_fraction 0). Writes benchmark.peers.metrics_file and benchmark.peers.plot."""
+    from components.evaluation.peers import bench_peers as run, peers_table
+    typer.echo(peers_table(run(_params(params))))
 
 
 def main() -> None:

@@ -194,6 +194,17 @@ class EvaluateParams(_Section):
     report_file: Path
 
 
+class PeersParams(_Section):
+    python: Path
+    runner: Path
+    dir: Path
+    budget_seconds: float = Field(ge=0)
+    recbole: dict[str, Any]
+    models: dict[str, dict[str, Any]] = Field(min_length=1)
+    metrics_file: Path
+    plot: Path
+
+
 class BenchmarkParams(_Section):
     published_file: Path
     serve_dir: Path
@@ -209,6 +220,7 @@ class BenchmarkParams(_Section):
     consistency_cases: int = Field(ge=0)
     consistency_metrics_file: Path
     consistency_plot: Path
+    peers: PeersParams
 
 
 class RegistryParams(_Section):
@@ -496,7 +508,8 @@ class Params(_Section):
 
 
 # project inputs a params copy elsewhere must still find; every other path is an output
-INPUT_PATHS = (("data", "mirror_dir"), ("validate", "expectations_dir"), ("benchmark", "published_file"))
+INPUT_PATHS = (("data", "mirror_dir"), ("validate", "expectations_dir"), ("benchmark", "published_file"),
+               ("benchmark", "peers", "python"), ("benchmark", "peers", "runner"))
 
 
 def merge_overrides(node: dict, values: dict) -> None:
@@ -530,9 +543,13 @@ def derive_params(source: Path, dest_dir: Path, overrides: dict[str, Any]) -> Pa
     (mirror, expectation suites, published figures) are made absolute first."""
     source = Path(source).resolve()
     raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    for section, key in INPUT_PATHS:
-        value = Path(raw[section][key])
-        raw[section][key] = str(value if value.is_absolute() else (source.parent / value).resolve())
+    for *sections, key in INPUT_PATHS:
+        node = raw
+        for section in sections:
+            node = node[section]
+        value = Path(node[key])
+        # normpath, not resolve(): a virtualenv's python is a symlink that must stay one
+        node[key] = str(value if value.is_absolute() else os.path.normpath(source.parent / value))
     merge_overrides(raw, overrides)
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / "params.yaml"

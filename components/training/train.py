@@ -140,7 +140,9 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
         decision = [None]
         if ctx.is_main:
             model.eval()
+            t1 = time.monotonic()
             record.update({f"valid_{k}": v for k, v in validate(model).items()})
+            record.update(valid_seconds=time.monotonic() - t1, elapsed_seconds=time.monotonic() - start)
             score = record["valid_ndcg@10"]
             if score > result.best_valid:
                 result.best_valid, result.best_epoch, bad_epochs = score, epoch, 0
