@@ -22,6 +22,7 @@ from components.core.config import Params
 from components.core.device import select_device
 from components.core.disclosure import protect
 from components.core.io import read_json, read_parquet, write_json
+from components.data.checked_windows import valid_window_files
 from components.data.review_texts import read_review_texts
 from components.evaluation.report import figure_png_base64
 from components.feedback.events import REVIEW
@@ -49,12 +50,10 @@ def snippets(reviews: pd.DataFrame, embeddings: np.ndarray, topics: Topics, topi
 
 
 def served_review_texts(params: Params) -> list[str]:
-    """Review texts of the feedback that monitoring found valid (monitor.out_dir: one Parquet per
-    window beside its .quarantine.parquet), so bot floods and malformed events stay out."""
-    windows = sorted(p for p in params.path(params.monitor.out_dir).glob("*.parquet")
-                     if not p.name.endswith(".quarantine.parquet"))
+    """Review texts of the feedback that monitoring found valid, so bot floods and malformed events
+    stay out."""
     texts: list[str] = []
-    for path in windows:
+    for path in valid_window_files(params.path(params.monitor.out_dir)):
         events = read_parquet(path)
         if {"kind", "text"} <= set(events.columns):
             texts += events.loc[(events["kind"] == REVIEW) & events["text"].notna(), "text"].astype(str).tolist()

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from components.core.config import Params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
+from components.data.checked_windows import window_paths
 from components.feedback.events import REVIEW
 from components.feedback.store import open_store
 from components.monitoring.drift import Feedback, drift_reports
@@ -77,9 +78,9 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     catalogue = recommender.catalogue["item"].astype(str).tolist()
     check = check_feedback(events, catalogue, cfg.max_events_per_minute, params.path(params.validation.expectations_dir),
                            cfg.on_failure, params.path(cfg.reports_dir) / name / "data_docs")
-    out = params.path(cfg.out_dir)
-    files = {"valid": str(write_parquet(check.valid, out / f"{name}.parquet")),
-             "quarantine": str(write_parquet(check.quarantined, out / f"{name}.quarantine.parquet"))}
+    paths = window_paths(params.path(cfg.out_dir), name)
+    files = {"valid": str(write_parquet(check.valid, paths["valid"])),
+             "quarantine": str(write_parquet(check.quarantined, paths["quarantine"]))}
     metrics = online_metrics(slates, check.valid, recommender.n_items, set(recommender.new_item_ids()),
                              cfg.k, cfg.next_action_seconds)
     quality = quality_report(events, params.path(cfg.drift_dir) / name)
