@@ -80,7 +80,7 @@ def test_health_and_model_info_name_the_registered_version(url, served_sample):
 def test_answers_are_the_in_process_recommenders(url, served_sample):
     recommender = load_recommender(served_sample)
     histories = recommender.bundle.histories().head(40)
-    for _, history in histories.itertuples(index=False):
+    for history in histories["history"]:
         expected = recommender.recommend(items=list(history), k=10)
         answer = post(url, "recommend", {"items": list(history), "k": 10}).json()
         assert [i["item"] for i in answer["items"]] == expected["item"].tolist()
