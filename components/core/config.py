@@ -336,6 +336,7 @@ class SentimentParams(_Section):
     test_fraction: float = Field(gt=0, lt=1)
     valid_fraction: float = Field(gt=0, lt=1)
     encoder: str
+    target: Literal["stars", "labels"]
     trainable_layers: int = Field(ge=0)
     dropout: float = Field(ge=0, lt=1)
     max_tokens: int = Field(gt=0)

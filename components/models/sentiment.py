@@ -42,15 +42,27 @@ def star_labels(ratings: pd.Series, cfg: SentimentParams) -> np.ndarray:
     return np.where(stars <= cfg.negative_max, 0, np.where(stars <= cfg.neutral_max, 1, 2)).astype(np.int64)
 
 
-class SentimentClassifier(torch.nn.Module):
-    """Mean-pooled encoder output -> dropout -> linear layer over LABELS."""
+def head_targets(ratings: pd.Series, cfg: SentimentParams) -> tuple[np.ndarray, list[int]]:
+    """Each training review's class for the head, and the label of each head output. With
+    reviews.sentiment.target 'stars' the head predicts the star value: a four-star review teaches
+    what a five-star one does not, and neutral is learnt between its neighbours; 'labels': LABELS."""
+    if cfg.target == "labels":
+        return star_labels(ratings, cfg), list(range(len(LABELS)))
+    stars, targets = np.unique(ratings.to_numpy(dtype=float), return_inverse=True)
+    return targets.astype(np.int64), star_labels(pd.Series(stars), cfg).tolist()
 
-    def __init__(self, encoder: TextEncoder, dropout: float, head_tokens: int) -> None:
+
+class SentimentClassifier(torch.nn.Module):
+    """Mean-pooled encoder output -> dropout -> linear layer over the head's outputs (stars or
+    LABELS); a label's probability is the sum over its outputs."""
+
+    def __init__(self, encoder: TextEncoder, dropout: float, head_tokens: int, labels_of_outputs: Sequence[int]) -> None:
         super().__init__()
         self.encoder = encoder
         self.head_tokens = head_tokens
         self.body = encoder.model
-        self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(encoder.dim, len(LABELS)))
+        self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(encoder.dim, len(labels_of_outputs)))
+        self.register_buffer("labels_of_outputs", torch.tensor(labels_of_outputs, dtype=torch.long))
         self.trainable_layers = 0   # encoder layers below the head that train (freeze_below)
 
     def tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -115,6 +127,12 @@ class SentimentClassifier(torch.nn.Module):
             hidden = layer(hidden, mask)
         return self.classify(hidden, batch.attention_mask)
 
+    def label_proba(self, logits: torch.Tensor) -> torch.Tensor:
+        """[batch, len(LABELS)]: each label's outputs' softmax probabilities summed."""
+        probabilities = torch.softmax(logits.float(), -1)
+        summed = torch.zeros(len(probabilities), len(LABELS), device=probabilities.device)
+        return summed.index_add_(1, self.labels_of_outputs, probabilities)
+
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int, progress: bool = False) -> np.ndarray:
         """[len(texts), len(LABELS)] class probabilities; length-sorted batches cut padding."""
@@ -125,26 +143,27 @@ class SentimentClassifier(torch.nn.Module):
         for chunk in tqdm(list(batch_slices(len(texts), batch_size)), desc="sentiment", unit="batch",
                           disable=not progress, mininterval=2):
             idx = order[chunk]
-            out[idx] = torch.softmax(self(self.tokens([texts[i] for i in idx])), -1).float().cpu().numpy()
+            out[idx] = self.label_proba(self(self.tokens([texts[i] for i in idx]))).cpu().numpy()
         self.train(was_training)
         return out
 
 
-def build_classifier(cfg: SentimentParams, encoder_name: str, device: torch.device) -> SentimentClassifier:
+def build_classifier(cfg: SentimentParams, encoder_name: str, device: torch.device,
+                     labels_of_outputs: Sequence[int] = tuple(range(len(LABELS)))) -> SentimentClassifier:
     return SentimentClassifier(load_text_encoder(encoder_name, device, cfg.max_tokens), cfg.dropout,
-                               cfg.head_tokens).to(device)
+                               cfg.head_tokens, labels_of_outputs).to(device)
 
 
 def save_classifier(model: SentimentClassifier, path: Path, settings: dict) -> Path:
     """The fine-tuned weights with the encoder name and settings that rebuild the module."""
     return write_torch({"encoder": model.encoder.name, "settings": settings, "labels": LABELS,
-                        "state": model.state_dict()}, path)
+                        "labels_of_outputs": model.labels_of_outputs.tolist(), "state": model.state_dict()}, path)
 
 
 def load_classifier(path: Path, cfg: SentimentParams, device: torch.device) -> SentimentClassifier:
     if not path.is_file():
         raise ConfigError(f"no sentiment classifier at {path}: run `interest sentiment` (or `dvc repro sentiment`) first")
     saved = torch.load(path, map_location=device, weights_only=True)
-    model = build_classifier(cfg, saved["encoder"], device)
+    model = build_classifier(cfg, saved["encoder"], device, saved["labels_of_outputs"])
     model.load_state_dict(saved["state"])
     return model.eval()

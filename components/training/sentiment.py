@@ -23,7 +23,8 @@ from components.core.errors import DataSourceError
 from components.core.io import write_json
 from components.data.review_texts import read_review_texts
 from components.evaluation.sentiment import bootstrap_macro_f1, figures, majority_baseline, tfidf_baseline
-from components.models.sentiment import LABELS, SentimentClassifier, build_classifier, save_classifier, star_labels
+from components.models.sentiment import (LABELS, FrozenBatch, SentimentClassifier, build_classifier, head_targets,
+                                         save_classifier, star_labels)
 from components.training.seeding import seeded
 
 log = logging.getLogger(__name__)
@@ -61,30 +62,47 @@ def length_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def macro_f1_of(model: SentimentClassifier, texts: list[str], labels: np.ndarray, cfg: SentimentParams) -> float:
-    return figures(labels, model.predict_proba(texts, cfg.eval_batch_size).argmax(1), LABELS)["macro_f1"]
+def frozen_batches(model: SentimentClassifier, texts: list[str], batches: list[np.ndarray], desc: str) -> list[FrozenBatch]:
+    return [model.frozen([texts[i] for i in idx]) for idx in tqdm(batches, desc=desc, unit="batch", mininterval=5)]
+
+
+@torch.no_grad()
+def frozen_macro_f1(model: SentimentClassifier, frozen: list[FrozenBatch], batches: list[np.ndarray],
+                    labels: np.ndarray) -> float:
+    """Macro-F1 from the frozen layers' output: the valid reviews pass the frozen layers once, not
+    once per epoch."""
+    model.eval()
+    predicted = np.empty(len(labels), dtype=np.int64)
+    for batch, idx in zip(frozen, batches):
+        predicted[idx] = model.label_proba(model.forward_top(batch)).argmax(1).cpu().numpy()
+    model.train()
+    return figures(labels, predicted, LABELS)["macro_f1"]
 
 
 def fine_tune(train: pd.DataFrame, valid: pd.DataFrame, cfg: SentimentParams,
               device: torch.device) -> tuple[SentimentClassifier, list[dict]]:
     """The classifier at its best valid epoch, and each epoch's loss, valid macro-F1 and seconds."""
     texts, labels = train["text"].tolist(), star_labels(train["rating"], cfg)
+    targets, labels_of_outputs = head_targets(train["rating"], cfg)
     valid_texts, valid_labels = valid["text"].tolist(), star_labels(valid["rating"], cfg)
     with seeded(cfg.seed, deterministic=None, device=device):
-        model = build_classifier(cfg, cfg.encoder, device)
+        model = build_classifier(cfg, cfg.encoder, device, labels_of_outputs)
         trainable = model.freeze_below(cfg.trainable_layers)
-        log.info("fine-tuning %d parameters (top %d encoder layers and the head) on %d reviews",
-                 trainable, cfg.trainable_layers, len(texts))
+        log.info("fine-tuning %d parameters (top %d encoder layers and a head of %d outputs) on %d reviews",
+                 trainable, cfg.trainable_layers, len(labels_of_outputs), len(texts))
         body = [p for p in model.body.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW([{"params": body, "lr": cfg.lr},
                                        {"params": model.head.parameters(), "lr": cfg.head_lr}])
         steps = cfg.epochs * -(-len(texts) // cfg.batch_size)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1 - step / steps)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(labels, len(LABELS)).to(device))
+        # every output weighs as its label: the labels stay balanced whatever the head predicts
+        weights = class_weights(labels, len(LABELS))[labels_of_outputs]
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
         rng = np.random.default_rng(cfg.seed)
         batches = length_batches(texts, cfg.batch_size)
-        frozen = [model.frozen([texts[i] for i in idx])
-                  for idx in tqdm(batches, desc="frozen layers", unit="batch", mininterval=5)]
+        frozen = frozen_batches(model, texts, batches, "frozen layers")
+        valid_batches = length_batches(valid_texts, cfg.eval_batch_size)
+        valid_frozen = frozen_batches(model, valid_texts, valid_batches, "frozen layers (valid)")
         history, best, best_state = [], -1.0, None
         for epoch in range(1, cfg.epochs + 1):
             start, total = time.perf_counter(), 0.0
@@ -92,13 +110,13 @@ def fine_tune(train: pd.DataFrame, valid: pd.DataFrame, cfg: SentimentParams,
             for b in tqdm(rng.permutation(len(batches)), desc=f"sentiment epoch {epoch}", unit="batch",
                           mininterval=5):
                 idx = batches[b]
-                loss = loss_fn(model.forward_top(frozen[b]), torch.as_tensor(labels[idx], device=device))
+                loss = loss_fn(model.forward_top(frozen[b]), torch.as_tensor(targets[idx], device=device))
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 schedule.step()
                 total += loss.item() * len(idx)
-            f1 = macro_f1_of(model, valid_texts, valid_labels, cfg)
+            f1 = frozen_macro_f1(model, valid_frozen, valid_batches, valid_labels)
             history.append({"epoch": epoch, "loss": round(total / len(texts), 6), "valid_macro_f1": f1,
                             "seconds": round(time.perf_counter() - start, 1)})
             log.info("sentiment epoch %d: loss %.4f, valid macro-F1 %.4f", epoch, total / len(texts), f1)
@@ -149,7 +167,7 @@ def run(params: Params) -> dict:
                   for name, part in parts.items()},
         "test": result,
         "fine_tuning": {"history": history, "seconds": round(seconds, 1), "device": device.type,
-                        "trainable_layers": cfg.trainable_layers, "encoder": cfg.encoder},
+                        "trainable_layers": cfg.trainable_layers, "encoder": cfg.encoder, "target": cfg.target},
     }
     write_json(metrics, params.path(cfg.metrics_file))
     return {"macro_f1": {name: m["macro_f1"] for name, m in result["models"].items()},

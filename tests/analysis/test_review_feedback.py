@@ -16,7 +16,7 @@ from components.core.config import Params, load_params, recording_reads
 from components.core.errors import DataSourceError
 from components.core.io import read_json, write_parquet
 from components.features.text_encoder import load_text_encoder
-from components.models.sentiment import LABELS, build_classifier, load_classifier
+from components.models.sentiment import LABELS, build_classifier, head_targets, load_classifier
 from components.pipeline import run_step
 from components.training.sentiment import split_by_shopper
 from tests.conftest import ROOT, write_params
@@ -90,6 +90,23 @@ def test_a_long_review_keeps_its_opening_and_its_verdict():
     kept = tokenizer.decode(batch["input_ids"][1], skip_special_tokens=True)
     assert kept.startswith("great look.") and kept.endswith("but it broke after a week")
     assert batch["input_ids"][1, 0] == tokenizer.cls_token_id and batch["input_ids"][1, -1] == tokenizer.sep_token_id
+
+
+@pytest.mark.parametrize("target", ["stars", "labels"])
+def test_the_head_learns_stars_or_labels_and_answers_in_labels(target):
+    cfg = load_params(ROOT / "params.yaml", environ={}).reviews.sentiment.model_copy(update={"target": target})
+    targets, outputs = head_targets(pd.Series([5.0, 1.0, 3.0, 4.0, 2.0, 5.0]), cfg)
+    if target == "stars":   # one output per star value, each summed into its label
+        assert targets.tolist() == [4, 0, 2, 3, 1, 4] and outputs == [0, 0, 1, 2, 2]
+    else:
+        assert targets.tolist() == [2, 0, 1, 2, 0, 2] and outputs == [0, 1, 2]
+    model = build_classifier(cfg, cfg.encoder, torch.device("cpu"), outputs)
+    logits = torch.zeros(2, len(outputs))
+    logits[1, 0] = 30.0   # all mass on the first output: negative either way
+    probabilities = model.label_proba(logits)
+    expected = torch.tensor([outputs.count(label) / len(outputs) for label in range(len(LABELS))])
+    assert torch.allclose(probabilities[0], expected) and probabilities[1].argmax() == LABELS.index("negative")
+    assert torch.allclose(probabilities.sum(1), torch.ones(2))
 
 
 def test_each_shopper_is_in_one_part_and_a_tiny_sample_is_refused():
