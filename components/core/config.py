@@ -150,6 +150,7 @@ class TrainParams(_Section):
     patience: int = Field(gt=0)
     max_minutes: float = Field(ge=0)
     n_negatives: int = Field(ge=0)
+    every_prefix: bool
     grad_clip: float = Field(ge=0)
     seed: int
     deterministic: bool

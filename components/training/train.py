@@ -44,10 +44,25 @@ class FitResult:
     param_digests: list[str] = field(default_factory=list)
 
 
-def training_tensors(train: pd.DataFrame, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every user's training sequence as next-item pairs, left-padded: inputs, targets [U, max_len]."""
+def training_tensors(train: pd.DataFrame, max_len: int, every_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-item pairs, left-padded: inputs, targets [rows, max_len]. One row per shopper with a
+    target at every position; or, with every_prefix, one row per prefix with its target at the
+    last position only: every target is then predicted from the last position, as at serving
+    time (right-aligned, the newest item at max_len - 1), not from wherever it sits in the
+    shopper's sequence."""
     seqs = train.sort_values(["user", "position"]).groupby("user", sort=True)["item_idx"].agg(list)
-    seqs = [s for s in seqs if len(s) >= 2]
+    seqs = [np.asarray(s) for s in seqs if len(s) >= 2]
+    if every_prefix:
+        rows = sum(len(s) - 1 for s in seqs)
+        inputs, targets = np.zeros((rows, max_len), dtype=np.int64), np.zeros((rows, max_len), dtype=np.int64)
+        row = 0
+        for seq in seqs:
+            for end in range(1, len(seq)):
+                prefix = seq[max(0, end - max_len):end]
+                inputs[row, max_len - len(prefix):] = prefix
+                targets[row, -1] = seq[end]
+                row += 1
+        return torch.from_numpy(inputs), torch.from_numpy(targets)
     inputs = torch.zeros((len(seqs), max_len), dtype=torch.long)
     targets = torch.zeros_like(inputs)
     for row, seq in enumerate(seqs):
@@ -211,7 +226,7 @@ def run(params: Params) -> dict:
     known = torch.zeros(n_items + 1)
     known[torch.as_tensor(split.train["item_idx"].unique())] = 1.0
     cfg = model_config(params, n_items, 0 if text is None else text.shape[1])
-    inputs, targets = training_tensors(split.train, cfg.max_len)
+    inputs, targets = training_tensors(split.train, cfg.max_len, params.train.every_prefix)
     if ctx.is_main:
         log.info("training %s model on %d sequences, %d items, device %s, %d process(es)",
                  cfg.mode, len(inputs), n_items, device, ctx.world_size)

@@ -116,3 +116,19 @@ def test_text_match_weights_every_item_and_lifts_only_text_only_items():
     assert diff[0, 5].item() == pytest.approx(5.0 * float(similarity[5]) + 1.0, abs=1e-5)
     others = torch.cat([torch.arange(1, 5), torch.arange(6, model.cfg.n_items + 1)])
     torch.testing.assert_close(diff[0, others], 3.0 * similarity[others])
+
+
+@pytest.mark.parametrize("every_prefix", [False, True])
+def test_training_rows_hold_every_next_item_once(every_prefix):
+    import pandas as pd
+    from components.training.train import training_tensors
+
+    train = pd.DataFrame({"user": ["a"] * 4 + ["b"] * 2 + ["c"], "position": [0, 1, 2, 3, 0, 1, 0],
+                          "item_idx": [5, 6, 7, 8, 9, 5, 4]})
+    inputs, targets = training_tensors(train, max_len=2, every_prefix=every_prefix)
+    if every_prefix:   # a row per prefix (at most max_len items), its target at the last position
+        assert inputs.tolist() == [[0, 5], [5, 6], [6, 7], [0, 9]]
+        assert targets.tolist() == [[0, 6], [0, 7], [0, 8], [0, 5]]
+    else:              # a row per shopper (its last max_len + 1 items), a target at every position
+        assert inputs.tolist() == [[6, 7], [0, 9]]
+        assert targets.tolist() == [[7, 8], [0, 5]]
