@@ -139,6 +139,8 @@ class ModelParams(_Section):
     dropout: float = Field(ge=0.0, lt=1.0)
     id_dropout: float = Field(ge=0.0, lt=1.0)
     repeat_bias: bool
+    frequency_mix: float = Field(ge=0.0, le=1.0)
+    frequency_bins: int = Field(gt=0)
 
 
 class TrainParams(_Section):
@@ -503,6 +505,13 @@ class Params(_Section):
 
     def model_post_init(self, context: Any) -> None:
         self._name_sections()
+
+    @model_validator(mode="after")
+    def _filter_reads_last_position_only(self) -> "Params":
+        if self.model.frequency_mix and not self.train.every_prefix:
+            raise ValueError("model.frequency_mix > 0 needs train.every_prefix: true (the frequency filter sees "
+                             "later positions, so only the last position of each prefix may be trained on)")
+        return self
 
     def path(self, p: Path) -> Path:
         """Resolve a params path against the folder params.yaml lives in."""

@@ -7,6 +7,9 @@ The same item representations score the whole catalogue (tied input/output embed
 With `repeat_bias`, one learned offset is added to the scores of items already in the shopper's
 history: the data decides whether shoppers come back to an item (consumables) or never buy it
 twice (most of a beauty catalogue), instead of the evaluation masking history by hand.
+With `frequency_mix` > 0 each layer blends attention with a frequency filter of the sequence
+(BSARec, Shin et al., AAAI'24): attention picks single items, the filter carries the slowly
+changing drift of a shopper's taste that attention learns poorly from short histories.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ class InterestModelConfig:
     text_profile_decay: float = 0.5  # with the adapter: recency decay of the history text profile
     id_dropout: float = 0.0 # training only: share of items shown by their text alone in a step
     repeat_bias: bool = False  # learn one score offset for items already in the history
+    frequency_mix: float = 0.0  # share of each layer's token mixing done by the frequency filter
+    frequency_bins: int = 3     # lowest frequency bins (of max_len) the filter passes whole
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +84,7 @@ class InterestModel(nn.Module):
         self.position = nn.Embedding(cfg.max_len, cfg.hidden)
         self.input_norm = nn.LayerNorm(cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
-        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.n_heads, dim_feedforward=cfg.hidden * 4,
-                                           dropout=cfg.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(SequenceLayer(cfg), cfg.n_layers, enable_nested_tensor=False)
         self.output_norm = nn.LayerNorm(cfg.hidden)
 
     def text_representation(self, text: torch.Tensor) -> torch.Tensor:
@@ -118,8 +120,10 @@ class InterestModel(nn.Module):
         # many all-padding columns a batch was trimmed by
         pos = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=seqs.device).unsqueeze(0).expand(B, L)
         x = items[seqs] * (self.cfg.hidden ** 0.5) + self.position(pos)    # [B, L, H]
-        x = self.dropout(self.input_norm(x)) * pad
-        h = self.encoder(x, mask=self._attention_mask(seqs))
+        h = self.dropout(self.input_norm(x)) * pad
+        mask = self._attention_mask(seqs)
+        for layer in self.encoder.layers:
+            h = layer(h, mask, pad)
         return self.output_norm(h) * pad
 
     def _attention_mask(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -228,6 +232,47 @@ class InterestModel(nn.Module):
         scores = h @ items.T   # no text match: its exposure is calibrated for shoppers with a history
         scores[:, 0] = float("-inf")
         return scores
+
+
+class SequenceLayer(nn.TransformerEncoderLayer):
+    """A pre-norm transformer layer whose token mixer is causal self-attention blended with
+    (share cfg.frequency_mix) BSARec's frequency filter: the lowest frequency_bins of the
+    sequence pass whole, the rest are scaled by a learned per-dimension beta squared. The filter
+    sees every position, later ones too, so a model with it may only be trained on its last
+    position (train.every_prefix)."""
+
+    def __init__(self, cfg: InterestModelConfig):
+        super().__init__(cfg.hidden, cfg.n_heads, dim_feedforward=cfg.hidden * 4, dropout=cfg.dropout,
+                         activation="gelu", batch_first=True, norm_first=True)
+        if not 0.0 <= cfg.frequency_mix <= 1.0:
+            raise ValueError(f"model.frequency_mix must be within [0, 1], got {cfg.frequency_mix}")
+        if not 1 <= cfg.frequency_bins <= cfg.max_len // 2 + 1:
+            raise ValueError(f"model.frequency_bins must be within [1, max_len // 2 + 1 = {cfg.max_len // 2 + 1}], "
+                             f"got {cfg.frequency_bins}")
+        self.mix, self.length = cfg.frequency_mix, cfg.max_len
+        if self.mix:
+            self.sqrt_beta = nn.Parameter(torch.randn(1, 1, cfg.hidden))
+            self.register_buffer("low_pass", (torch.arange(cfg.max_len // 2 + 1) < cfg.frequency_bins)
+                                 .float().view(1, -1, 1), persistent=False)
+            self.filter_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """x [B, L, H]; mask: the attention mask; pad [B, L, 1], 0 at padding."""
+        h = self.norm1(x)
+        mixed = self._sa_block(h, mask, None)
+        if self.mix:
+            mixed = (1 - self.mix) * mixed + self.mix * self._frequency_block(h * pad) * pad
+        x = x + mixed
+        return x + self._ff_block(self.norm2(x))
+
+    def _frequency_block(self, h: torch.Tensor) -> torch.Tensor:
+        """The filter over the full max_len, whatever columns the batch was trimmed to: zeros
+        appended at the end are the left padding shifted round, and a filter commutes with a
+        circular shift, so the first L outputs are the trimmed sequence's."""
+        L = h.shape[1]
+        low = torch.fft.irfft(torch.fft.rfft(h, n=self.length, dim=1, norm="ortho") * self.low_pass,
+                              n=self.length, dim=1, norm="ortho")[:, :L]
+        return self.filter_dropout(low + self.sqrt_beta ** 2 * (h - low))
 
 
 def extend_catalogue(model: InterestModel, new_text: torch.Tensor) -> InterestModel:

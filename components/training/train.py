@@ -199,7 +199,8 @@ def model_config(params: Params, n_items: int, text_dim: int) -> InterestModelCo
     m = params.model
     return InterestModelConfig(n_items=n_items, max_len=m.max_len, hidden=m.hidden, n_layers=m.n_layers,
                         n_heads=m.n_heads, dropout=m.dropout, mode=m.mode, id_dropout=m.id_dropout,
-                        repeat_bias=m.repeat_bias,
+                        repeat_bias=m.repeat_bias, frequency_mix=m.frequency_mix,
+                        frequency_bins=m.frequency_bins,
                         text_dim=text_dim if m.mode != "id" else 0)
 
 
@@ -212,6 +213,11 @@ def validation_fn(cases: pd.DataFrame, batch_size: int, ks: tuple[int, ...] = (1
         scores = ModelScorer(model, batch_size=batch_size).score(histories)
         return ranking_summary(target_ranks(scores, targets), ks)
     return validate
+
+
+def _mean_seconds(history: list[dict], key: str) -> float | None:
+    """Mean of a per-epoch timing; None on the ranks that keep no history."""
+    return round(float(np.mean([h[key] for h in history])), 1) if history else None
 
 
 def run(params: Params) -> dict:
@@ -238,6 +244,9 @@ def run(params: Params) -> dict:
         "epochs_run": len(result.history),
         "best_valid_ndcg@10": round(result.best_valid, 6),
         "stopped_because": result.stopped_because,
+        # where the time goes: the pass over the training rows, and the full-catalogue validation
+        "seconds_per_epoch": _mean_seconds(result.history, "epoch_seconds"),
+        "valid_seconds_per_epoch": _mean_seconds(result.history, "valid_seconds"),
         "processes": ctx.world_size,
         "device": device.type,
         "param_digests": result.param_digests,

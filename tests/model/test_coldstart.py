@@ -12,9 +12,9 @@ from components.core.config import load_params
 from components.core.errors import InterestError
 from components.core.io import read_json
 from components.data.split import load_split
-from components.models.checkpoint import load_checkpoint, model_path
+from components.models.checkpoint import cold_model_path, load_checkpoint, model_path
 from components.serving.recommender import add_items_from_file, load_recommender
-from components.training.cold_start import adapter_positions, fit_cold_adapter
+from components.training.cold_start import _trying, adapter_positions, case_ndcg, fit_cold_adapter, held_out_scores
 
 pytestmark = pytest.mark.model
 
@@ -63,6 +63,21 @@ def test_exposure_calibration_spends_at_most_the_warm_budget(trained):
     text_match = summary["text_match"]   # chosen on the valid cases, the weight 0 (no text) among the choices
     assert text_match["weight"] in cfg.text_weights and adapted.text_match.item() == text_match["weight"]
     assert text_match["warm_ndcg@10"] >= summary["warm_ndcg@10_text_path"] - 1e-6
+
+
+@pytest.mark.parametrize("weight,offset", [(0.0, 0.0), (3.0, -2.5), (40.0, 7.0), (1.0, 60.0)])
+def test_held_out_table_ranks_as_the_whole_catalogue(trained, weight, offset):
+    """The exposure search ranks from a table of the held-out items' scores; it must give the
+    very ranks scoring the catalogue gives, for any weight and offset."""
+    adapted, _ = load_checkpoint(cold_model_path(trained))
+    _, select_on = adapter_positions(adapted, trained)
+    items = adapted.item_representations().detach()
+    held = torch.nonzero(adapted.known).squeeze(1)[::7]          # warm items shown by text alone
+    table = held_out_scores(adapted, items, held, select_on, batch_size=64)
+    with _trying(adapted.text_only_match, [weight, offset]):
+        whole = case_ndcg(adapted, items, held, select_on, batch_size=64)
+    assert torch.isin(select_on.targets, held).any() and (whole > 0).any()
+    torch.testing.assert_close(table.ndcg(weight, offset), whole, rtol=0, atol=0)
 
 
 def test_text_query_returns_items_deterministically(served):

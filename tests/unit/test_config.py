@@ -52,3 +52,8 @@ def test_assignments_become_typed_nested_overrides():
 def test_derived_params_with_an_unknown_assignment_fail_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="no_such_key"):
         derive_params(ROOT / "params.yaml", tmp_path, assignment_overrides(["split.no_such_key=1"]))
+
+
+def test_frequency_filter_without_last_position_training_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="every_prefix"):
+        write_params(tmp_path, model={"frequency_mix": 0.5}, train={"every_prefix": False})

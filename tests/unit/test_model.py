@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from components.models.interest_model import InterestModel, InterestModelConfig, left_pad
+from components.models.interest_model import InterestModel, InterestModelConfig, SequenceLayer, left_pad
 
 N_ITEMS, TEXT_DIM = 40, 8
 
@@ -16,9 +16,9 @@ def _model(mode: str, **cfg) -> InterestModel:
     return InterestModel(config, text if mode != "id" else None).eval()
 
 
-@pytest.mark.parametrize("mode", ["id", "text", "id+text"])
-def test_scores_do_not_depend_on_padding(mode):
-    model = _model(mode)
+@pytest.mark.parametrize("mode,frequency_mix", [("id", 0.0), ("text", 0.0), ("id+text", 0.0), ("id+text", 0.7)])
+def test_scores_do_not_depend_on_padding(mode, frequency_mix):
+    model = _model(mode, frequency_mix=frequency_mix)
     short, long = left_pad([[3, 4, 5]], 4), left_pad([[3, 4, 5]], 10)
     torch.testing.assert_close(model.score_last(short), model.score_last(long), atol=1e-5, rtol=1e-5)
 
@@ -29,6 +29,18 @@ def test_history_changes_scores_and_padding_item_never_wins():
     assert scores.shape == (2, N_ITEMS + 1)
     assert torch.isneginf(scores[:, 0]).all()
     assert not torch.allclose(scores[0, 1:], scores[1, 1:])
+
+
+def test_frequency_filter_passes_the_low_bins_of_the_left_padded_full_length_sequence():
+    layer = SequenceLayer(InterestModelConfig(n_items=3, max_len=8, hidden=4, frequency_mix=1.0,
+                                              frequency_bins=2)).eval()
+    with torch.no_grad():
+        layer.sqrt_beta.fill_(0.5)                         # high frequencies scaled by 0.25
+    h = torch.randn(2, 5, 4)                               # a batch trimmed to 5 of its 8 columns
+    spectrum = torch.fft.rfft(torch.cat([torch.zeros(2, 3, 4), h], dim=1), dim=1)
+    spectrum[:, 2:] *= 0.25
+    expected = torch.fft.irfft(spectrum, n=8, dim=1)[:, 3:]
+    torch.testing.assert_close(layer._frequency_block(h), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_unknown_items_keep_only_their_text_part():
