@@ -108,8 +108,9 @@ def run_peer(params: Params, model: str, data_dir: Path, name: str, seconds: flo
 
 
 def our_curve(params: Params) -> list[dict]:
+    """Our valid NDCG@10 per epoch under the peers' (masked) protocol."""
     history = read_json(params.path(params.train.history_file))
-    return [{"elapsed_seconds": r["elapsed_seconds"], f"valid_ndcg@{K}": r[f"valid_ndcg@{K}"]}
+    return [{"elapsed_seconds": r["elapsed_seconds"], f"valid_ndcg@{K}": r[f"valid_{PROTOCOL}_ndcg@{K}"]}
             for r in history if "elapsed_seconds" in r]
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from components.core.config import Params, TrainParams
 from components.core.io import write_json
 from components.data.split import load_split
-from components.evaluation.metrics import ranking_summary, target_ranks
+from components.evaluation.metrics import apply_protocol, ranking_summary, target_ranks
 from components.features.embeddings import embedding_meta, load_item_embeddings
 from components.models.checkpoint import model_path, save_checkpoint
 from components.models.interest_model import InterestModel, InterestModelConfig
@@ -205,13 +205,17 @@ def model_config(params: Params, n_items: int, text_dim: int) -> InterestModelCo
 
 
 def validation_fn(cases: pd.DataFrame, batch_size: int, ks: tuple[int, ...] = (10,)) -> Callable[[InterestModel], dict]:
-    """Early-stopping signal: full-ranking metrics on the valid cases, headline (unmasked) protocol."""
+    """Early-stopping signal: full-ranking metrics on the valid cases, headline (unmasked)
+    protocol; the masked protocol's beside them (`masked_` keys), for comparing training curves
+    with peers that mask."""
     valid = cases[cases["split"] == "valid"]
     histories, targets = list(valid["history"]), valid["target"].to_numpy()
 
     def validate(model: InterestModel) -> dict:
         scores = ModelScorer(model, batch_size=batch_size).score(histories)
-        return ranking_summary(target_ranks(scores, targets), ks)
+        masked = apply_protocol(scores, histories, targets, "masked")
+        return {**ranking_summary(target_ranks(scores, targets), ks),
+                **{f"masked_{k}": v for k, v in ranking_summary(target_ranks(masked, targets), ks).items()}}
     return validate
 
 
