@@ -185,6 +185,7 @@ class FusionParams(_Section):
     max_warm_drop: float = Field(ge=0, lt=1)
     cold_offset_max: float = Field(ge=0)
     bisection_steps: int = Field(gt=0)
+    cache_gb: float = Field(ge=0)
 
 
 class EvaluateParams(_Section):

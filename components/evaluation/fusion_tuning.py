@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -16,43 +16,65 @@ from components.models.scorer import Scorer
 log = logging.getLogger(__name__)
 
 
-def candidates_ndcg(scorers: Sequence[Scorer], candidates: Sequence[tuple[float, ...]],
-                    histories: Sequence[Sequence[int]], targets: np.ndarray, cfg: FusionParams,
-                    batch_size: int) -> np.ndarray:
-    """Mean NDCG@k of every candidate weight vector, in one pass: each scorer runs once per batch."""
-    active = [any(c[i] for c in candidates) for i in range(len(scorers))]
-    known = [known_items(s) for s in scorers]
+class ValidScores:
+    """Each scorer's z-scored scores of the valid cases, batch by batch. The search reads them
+    once per candidate set (a dozen times): they are computed once and kept while all of them
+    fit in cache_gb, else computed again on every read (the same figures either way)."""
+
+    def __init__(self, scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], batch_size: int,
+                 cache_gb: float):
+        self.scorers, self.histories = list(scorers), list(histories)
+        self.chunks = list(batch_slices(len(self.histories), batch_size))
+        self.known = [known_items(s) for s in self.scorers]
+        self._max_bytes, self._kept = cache_gb * 2**30, {}
+
+    def get(self, batch: int, scorer: int) -> np.ndarray:
+        if (batch, scorer) in self._kept:
+            return self._kept[batch, scorer]
+        z = zscore_rows(self.scorers[scorer].score(self.histories[self.chunks[batch]]))
+        if z.nbytes / len(z) * len(self.histories) * len(self.scorers) <= self._max_bytes:
+            self._kept[batch, scorer] = z
+        return z
+
+    def batches(self, weights: Sequence[float]) -> Iterator[tuple[list[Sequence[int]], list[np.ndarray | None]]]:
+        """(histories, z-scored scores of the scorers with a non-zero weight, else None) per batch."""
+        for b, chunk in enumerate(self.chunks):
+            yield self.histories[chunk], [self.get(b, i) if w else None for i, w in enumerate(weights)]
+
+
+def candidates_ndcg(valid: ValidScores, candidates: Sequence[tuple[float, ...]], targets: np.ndarray,
+                    cfg: FusionParams) -> np.ndarray:
+    """Mean NDCG@k of every candidate weight vector, in one pass over the batches."""
+    active = [float(any(c[i] for c in candidates)) for i in range(len(valid.scorers))]
     totals = np.zeros(len(candidates))
     metric = f"ndcg@{cfg.metric_k}"
-    for chunk in batch_slices(len(histories), batch_size):
-        hist, tgt = histories[chunk], targets[chunk]
-        normalised = [zscore_rows(s.score(hist)) if on else None for s, on in zip(scorers, active)]
+    for (hist, normalised), chunk in zip(valid.batches(active), valid.chunks):
+        tgt = targets[chunk]
         for c, weights in enumerate(candidates):
-            fused = apply_protocol(fuse(normalised, weights, known), hist, tgt, cfg.protocol)
+            fused = apply_protocol(fuse(normalised, weights, valid.known), hist, tgt, cfg.protocol)
             totals[c] += case_metrics(target_ranks(fused, tgt), [cfg.metric_k])[metric].sum()
-    return totals / len(histories)
+    return totals / len(valid.histories)
 
 
 def tune_fusion(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
                 target_is_cold: np.ndarray, cfg: FusionParams, batch_size: int) -> FusionScorer:
     """The weights (tune_weights), then new products' exposure (calibrate_cold_offset)."""
-    weights = tune_weights(scorers, histories, targets, cfg, batch_size)
-    offset = calibrate_cold_offset(scorers, weights, histories, targets, np.asarray(target_is_cold, bool), cfg,
-                                   batch_size)
+    valid, targets = ValidScores(scorers, histories, batch_size, cfg.cache_gb), np.asarray(targets)
+    weights = tune_weights(valid, targets, cfg)
+    offset = calibrate_cold_offset(valid, weights, targets, np.asarray(target_is_cold, bool), cfg)
     return FusionScorer(scorers, weights, cold_offset=offset)
 
 
-def tune_weights(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
-                 cfg: FusionParams, batch_size: int) -> tuple[float, ...]:
+def tune_weights(valid: ValidScores, targets: np.ndarray, cfg: FusionParams) -> tuple[float, ...]:
     """Coordinate search on valid NDCG@k, starting from the best single scorer.
 
     Only strict improvements are taken, so the result is never worse on valid than the best
     single scorer (the one-hot start), whatever the grid.
     """
-    targets = np.asarray(targets)
+    scorers = valid.scorers
     n = len(scorers)
     singles = [tuple(float(i == j) for i in range(n)) for j in range(n)]
-    single_scores = candidates_ndcg(scorers, singles, histories, targets, cfg, batch_size)
+    single_scores = candidates_ndcg(valid, singles, targets, cfg)
     best = int(np.argmax(single_scores))
     weights, best_score = singles[best], float(single_scores[best])
     log.info("fusion: best single scorer on valid is %s (NDCG@%d %.4f)", scorers[best].name, cfg.metric_k, best_score)
@@ -64,7 +86,7 @@ def tune_weights(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], 
             candidates = [c for c in candidates if any(c)]
             if not candidates:
                 continue
-            scores = candidates_ndcg(scorers, candidates, histories, targets, cfg, batch_size)
+            scores = candidates_ndcg(valid, candidates, targets, cfg)
             j = int(np.argmax(scores))
             if scores[j] > best_score:
                 weights, best_score, improved = candidates[j], float(scores[j]), True
@@ -75,29 +97,24 @@ def tune_weights(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], 
     return weights
 
 
-def calibrate_cold_offset(scorers: Sequence[Scorer], weights: Sequence[float], histories: Sequence[Sequence[int]],
-                          targets: np.ndarray, target_is_cold: np.ndarray, cfg: FusionParams,
-                          batch_size: int) -> float:
+def calibrate_cold_offset(valid: ValidScores, weights: Sequence[float], targets: np.ndarray,
+                          target_is_cold: np.ndarray, cfg: FusionParams) -> float:
     """The largest offset for new products (items some weighted scorer cannot score) whose
     warm-target valid NDCG@k stays within cfg.max_warm_drop of the fusion that never shows them
     (bisection over [-cold_offset_max, cold_offset_max]: warm NDCG only falls as the offset
     rises). Fusing z-scores weighs every case alike, and new products are few among the targets;
     this states the shop's trade-off instead: new products get as much exposure as the allowed
     cost to everyone else buys."""
-    known = [known_items(s) for s in scorers]
-    mask = partly_known(weights, known)
+    mask = partly_known(weights, valid.known)
     if mask is None or not mask.any() or cfg.cold_offset_max == 0:
         return 0.0
-    fused = []
-    for chunk in batch_slices(len(histories), batch_size):
-        hist, tgt = histories[chunk], targets[chunk]
-        normalised = [zscore_rows(s.score(hist)) if w else None for s, w in zip(scorers, weights)]
-        fused.append(apply_protocol(fuse(normalised, weights, known), hist, tgt, cfg.protocol))
+    fused = [apply_protocol(fuse(normalised, weights, valid.known), hist, targets[chunk], cfg.protocol)
+             for (hist, normalised), chunk in zip(valid.batches(weights), valid.chunks)]
     lift = mask.astype(np.float32)
 
     def ndcg(offset: float) -> np.ndarray:
         lifted = (np.where(mask, -np.inf, f) if offset == -np.inf else f + np.float32(offset) * lift for f in fused)
-        ranks = [target_ranks(f, t) for f, t in zip(lifted, (targets[c] for c in batch_slices(len(histories), batch_size)))]
+        ranks = [target_ranks(f, targets[chunk]) for f, chunk in zip(lifted, valid.chunks)]
         return case_metrics(np.concatenate(ranks), [cfg.metric_k])[f"ndcg@{cfg.metric_k}"]
 
     warm = ~target_is_cold
