@@ -40,6 +40,20 @@ def mask_history(scores: np.ndarray, histories: Sequence[Sequence[int]], targets
     return masked
 
 
+def masked_target_ranks(scores: np.ndarray, ranks: np.ndarray, histories: Sequence[Sequence[int]],
+                        targets: np.ndarray) -> np.ndarray:
+    """The ranks under the masked protocol from the unmasked ones (ranks = target_ranks(scores,
+    targets)): less each row's distinct history items, not the target, that score at least as
+    high as it. The same as ranking mask_history(scores, ...), without copying the matrix."""
+    targets = np.asarray(targets)
+    rows, items = _flat_history(histories)
+    keep = items != targets[rows]
+    pairs = np.unique(rows[keep] * scores.shape[1] + items[keep])    # an item counts once
+    rows, items = pairs // scores.shape[1], pairs % scores.shape[1]
+    ahead = scores[rows, items] >= scores[rows, targets[rows]]
+    return ranks - np.bincount(rows[ahead], minlength=len(scores))
+
+
 def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """0-based rank of each row's target among items 1..n: strictly higher items + tied others."""
     items = scores[:, PAD + 1:]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from components.core.config import Params, TrainParams
 from components.core.io import write_json
 from components.data.split import load_split
-from components.evaluation.metrics import apply_protocol, ranking_summary, target_ranks
+from components.evaluation.metrics import masked_target_ranks, ranking_summary, target_ranks
 from components.features.embeddings import embedding_meta, load_item_embeddings
 from components.models.checkpoint import model_path, save_checkpoint
 from components.models.interest_model import InterestModel, InterestModelConfig
@@ -213,9 +213,9 @@ def validation_fn(cases: pd.DataFrame, batch_size: int, ks: tuple[int, ...] = (1
 
     def validate(model: InterestModel) -> dict:
         scores = ModelScorer(model, batch_size=batch_size).score(histories)
-        masked = apply_protocol(scores, histories, targets, "masked")
-        return {**ranking_summary(target_ranks(scores, targets), ks),
-                **{f"masked_{k}": v for k, v in ranking_summary(target_ranks(masked, targets), ks).items()}}
+        ranks = target_ranks(scores, targets)
+        masked = masked_target_ranks(scores, ranks, histories, targets)
+        return {**ranking_summary(ranks, ks), **{f"masked_{k}": v for k, v in ranking_summary(masked, ks).items()}}
     return validate
 
 

@@ -12,6 +12,7 @@ from components.evaluation.metrics import (
     catalogue_coverage,
     item_self_information,
     mask_history,
+    masked_target_ranks,
     novelty,
     ranking_summary,
     target_ranks,
@@ -57,6 +58,18 @@ def test_mask_hides_history_but_never_the_target():
     assert target_ranks(masked, targets).tolist() == [0, 1]
     assert target_ranks(s, targets).tolist() == [2, 2]
     assert s[0, 1] == pytest.approx(0.9)  # input untouched
+
+
+def test_masked_ranks_from_unmasked_ones_equal_ranking_the_masked_matrix():
+    rng = np.random.default_rng(0)
+    s = np.round(rng.normal(size=(50, 30)), 1).astype(np.float32)      # rounded: ties occur
+    s[:, 0] = NEG
+    histories = [list(rng.integers(1, 30, size=rng.integers(0, 12))) for _ in range(50)]   # repeats too
+    targets = np.array([h[0] if h and i % 5 == 0 else rng.integers(1, 30) for i, h in enumerate(histories)])
+    ranks = target_ranks(s, targets)
+    expected = target_ranks(mask_history(s, histories, targets), targets)
+    assert (expected < ranks).any()
+    assert masked_target_ranks(s, ranks, histories, targets).tolist() == expected.tolist()
 
 
 def test_protocols():
