@@ -268,10 +268,11 @@ class SequenceLayer(nn.TransformerEncoderLayer):
     def _frequency_block(self, h: torch.Tensor) -> torch.Tensor:
         """The filter over the full max_len, whatever columns the batch was trimmed to: zeros
         appended at the end are the left padding shifted round, and a filter commutes with a
-        circular shift, so the first L outputs are the trimmed sequence's."""
+        circular shift, so the first L outputs are the trimmed sequence's. In float32 under
+        mixed precision too: cuFFT takes half precision for power-of-two lengths only."""
         L = h.shape[1]
-        low = torch.fft.irfft(torch.fft.rfft(h, n=self.length, dim=1, norm="ortho") * self.low_pass,
-                              n=self.length, dim=1, norm="ortho")[:, :L]
+        low = torch.fft.irfft(torch.fft.rfft(h.float(), n=self.length, dim=1, norm="ortho") * self.low_pass,
+                              n=self.length, dim=1, norm="ortho")[:, :L].to(h.dtype)
         return self.filter_dropout(low + self.sqrt_beta ** 2 * (h - low))
 
 
