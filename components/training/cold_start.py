@@ -176,10 +176,10 @@ def calibrate_exposure(adapted: InterestModel, items: torch.Tensor, held: torch.
     then the weight whose held-out items rank best. The fitted objective weighs every position
     alike; this states the shop's trade-off instead: new products get as much exposure as the
     allowed warm-item cost buys. The model is left as it was: the caller applies the choice."""
-    held_targets = torch.isin(select_on.targets, held).cpu()
     floor = (1 - cfg.max_warm_drop) * warm_reference
     fitted_weight = float(adapted.text_only_match[0].clamp(min=1e-3))
     table = held_out_scores(adapted, items, held, select_on, cfg.batch_size)
+    held_targets = (table.target_col >= 0).cpu()
 
     def measure(weight: float, offset: float) -> tuple[float, float]:
         ndcg = table.ndcg(weight, offset)
