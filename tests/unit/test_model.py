@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from components.models.interest_model import InterestModel, InterestModelConfig, SequenceLayer, left_pad
+from components.models.interest_model import FastDropout, InterestModel, InterestModelConfig, SequenceLayer, left_pad
 
 N_ITEMS, TEXT_DIM = 40, 8
 
@@ -41,6 +41,18 @@ def test_frequency_filter_passes_the_low_bins_of_the_left_padded_full_length_seq
     spectrum[:, 2:] *= 0.25
     expected = torch.fft.irfft(spectrum, n=8, dim=1)[:, 3:]
     torch.testing.assert_close(layer._frequency_block(h), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_fast_dropout_drops_its_share_and_keeps_the_mean(p):
+    dropout = FastDropout(p).train()
+    torch.manual_seed(0)
+    out = dropout(torch.ones(200_001))                      # an odd size: the last draw is cut
+    dropped = (out == 0).float().mean().item()
+    assert abs(dropped - p) < 4 * (p * (1 - p) / out.numel()) ** 0.5
+    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))
+    x = torch.randn(3, 5)
+    assert torch.equal(dropout.eval()(x), x)
 
 
 def test_unknown_items_keep_only_their_text_part():
