@@ -30,13 +30,19 @@ class ModelScorer:
             self.text_t = model.text.T.contiguous()   # one shopper's text match is 3x faster on it
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
-        out = []
-        for chunk in batch_slices(len(histories), self.batch_size):
-            batch = histories[chunk]
-            width = max(1, min(self.model.cfg.max_len, max((len(h) for h in batch), default=1)))
-            seqs = left_pad(batch, width).to(self.device)
-            out.append(self.model.score_last(seqs, self.items, self.text_t).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.n_items + 1), np.float32)
+        """[B, n_items + 1]. Histories are scored in groups of similar length (the power of two at
+        or above it), each padded to its own longest: a batch is as wide as its longest history,
+        and most are short (scoring valid on Beauty: 2.3x faster than one width for all)."""
+        widths = np.fromiter((min(len(h), self.model.cfg.max_len) for h in histories), np.int64, len(histories))
+        groups = np.ceil(np.log2(np.maximum(widths, 1)))
+        out = np.empty((len(histories), self.model.cfg.n_items + 1), np.float32)
+        for group in np.unique(groups):
+            members = np.flatnonzero(groups == group)
+            for chunk in batch_slices(len(members), self.batch_size):
+                rows = members[chunk]
+                seqs = left_pad([histories[i] for i in rows], max(1, int(widths[rows].max()))).to(self.device)
+                out[rows] = self.model.score_last(seqs, self.items, self.text_t).float().cpu().numpy()
+        return out
 
     def score_texts(self, query_text: np.ndarray) -> np.ndarray:
         """[Q, n_items + 1] catalogue scores for shoppers known only by a text: each query's encoder

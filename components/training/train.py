@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from components.core.batching import batch_slices
 from components.core.config import Params, TrainParams
 from components.core.io import write_json
 from components.data.split import load_split
@@ -212,9 +213,12 @@ def validation_fn(cases: pd.DataFrame, batch_size: int, ks: tuple[int, ...] = (1
     histories, targets = list(valid["history"]), valid["target"].to_numpy()
 
     def validate(model: InterestModel) -> dict:
-        scores = ModelScorer(model, batch_size=batch_size).score(histories)
-        ranks = target_ranks(scores, targets)
-        masked = masked_target_ranks(scores, ranks, histories, targets)
+        scorer, ranks, masked = ModelScorer(model, batch_size=batch_size), [], []
+        for chunk in batch_slices(len(histories), batch_size):    # a score matrix per chunk, not all at once
+            scores = scorer.score(histories[chunk])
+            ranks.append(target_ranks(scores, targets[chunk]))
+            masked.append(masked_target_ranks(scores, ranks[-1], histories[chunk], targets[chunk]))
+        ranks, masked = np.concatenate(ranks), np.concatenate(masked)
         return {**ranking_summary(ranks, ks), **{f"masked_{k}": v for k, v in ranking_summary(masked, ks).items()}}
     return validate
 

@@ -1,8 +1,10 @@
 """Shape and invariance checks of the interest model on tiny synthetic inputs."""
+import numpy as np
 import pytest
 import torch
 
 from components.models.interest_model import FastDropout, InterestModel, InterestModelConfig, SequenceLayer, left_pad
+from components.models.model_scorer import ModelScorer
 
 N_ITEMS, TEXT_DIM = 40, 8
 
@@ -53,6 +55,14 @@ def test_fast_dropout_drops_its_share_and_keeps_the_mean(p):
     assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))
     x = torch.randn(3, 5)
     assert torch.equal(dropout.eval()(x), x)
+
+
+def test_scorer_groups_histories_by_length_and_keeps_their_order():
+    model = _model("id+text", frequency_mix=0.7)
+    histories = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [4], [], [5, 6, 7], [8, 9], list(range(1, 30))]
+    together = ModelScorer(model, batch_size=2).score(histories)
+    alone = np.concatenate([ModelScorer(model).score([h]) for h in histories])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_items_keep_only_their_text_part():
