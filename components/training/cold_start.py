@@ -57,17 +57,22 @@ class Positions:
 @torch.inference_mode()
 def frozen_positions(model: InterestModel, seqs: torch.Tensor, targets: torch.Tensor,
                      batch_size: int) -> Positions:
-    """seqs/targets [S, L] (0 = no target), as in training; states computed once in eval mode."""
+    """seqs/targets [S, L] (0 = no target), as in training; states computed once in eval mode,
+    shortest sequences first, each chunk trimmed of its all-padding columns."""
     model.eval()
     device = model.known.device
+    lengths = (seqs != 0).sum(1)
+    order = torch.argsort(lengths, stable=True)
     states, rows, upto = [], [], []
     for chunk in batch_slices(len(seqs), batch_size):
-        x, y = seqs[chunk].to(device), targets[chunk].to(device)
+        members = order[chunk]
+        width = max(1, int(lengths[members].max()))
+        x, y = seqs[members, -width:].to(device), targets[members, -width:].to(device)
         keep = y != 0
         states.append(model.user_states(x)[keep])
         r, c = torch.nonzero(keep, as_tuple=True)
-        rows.append(r + chunk.start)
-        upto.append(c)
+        rows.append(members.to(device)[r])
+        upto.append(c + seqs.shape[1] - width)
     seqs, targets = seqs.to(device), targets.to(device)
     rows_t = torch.cat(rows)
     upto_t = torch.cat(upto)
