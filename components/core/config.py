@@ -150,6 +150,7 @@ class TrainParams(_Section):
     bucket_batches: int = Field(gt=0)
     epochs: int = Field(gt=0)
     patience: int = Field(gt=0)
+    plateau_decay: float = Field(gt=0, le=1)
     max_minutes: float = Field(ge=0)
     n_negatives: int = Field(ge=0)
     every_prefix: bool
@@ -182,7 +183,6 @@ class FusionParams(_Section):
     rounds: int = Field(ge=1)
     metric_k: int = Field(gt=0)
     protocol: Literal["unmasked", "masked"]
-    max_warm_drop: float = Field(ge=0, lt=1)
     cold_offset_max: float = Field(ge=0)
     bisection_steps: int = Field(gt=0)
     cache_gb: float = Field(ge=0)

@@ -1,5 +1,6 @@
 """The fusion, tuned on the valid cases only: its weights by coordinate search over a grid
-(NDCG@k), then the exposure offset of new products by bisection within a warm-cost budget."""
+(NDCG@k), then the exposure offset of new products by bisection, to the share of the lists the
+scorers that can rank them give them."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import numpy as np
 
 from components.core.batching import batch_slices
 from components.core.config import FusionParams
-from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks
+from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks, top_k_items
 from components.models.fusion import FusionScorer, fuse, known_items, partly_known, zscore_rows
 from components.models.scorer import Scorer
 
@@ -57,11 +58,11 @@ def candidates_ndcg(valid: ValidScores, candidates: Sequence[tuple[float, ...]],
 
 
 def tune_fusion(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
-                target_is_cold: np.ndarray, cfg: FusionParams, batch_size: int) -> FusionScorer:
+                cfg: FusionParams, batch_size: int) -> FusionScorer:
     """The weights (tune_weights), then new products' exposure (calibrate_cold_offset)."""
     valid, targets = ValidScores(scorers, histories, batch_size, cfg.cache_gb), np.asarray(targets)
     weights = tune_weights(valid, targets, cfg)
-    offset = calibrate_cold_offset(valid, weights, targets, np.asarray(target_is_cold, bool), cfg)
+    offset = calibrate_cold_offset(valid, weights, targets, cfg)
     return FusionScorer(scorers, weights, cold_offset=offset)
 
 
@@ -98,31 +99,34 @@ def tune_weights(valid: ValidScores, targets: np.ndarray, cfg: FusionParams) -> 
 
 
 def calibrate_cold_offset(valid: ValidScores, weights: Sequence[float], targets: np.ndarray,
-                          target_is_cold: np.ndarray, cfg: FusionParams) -> float:
-    """The largest offset for new products (items some weighted scorer cannot score) whose
-    warm-target valid NDCG@k stays within cfg.max_warm_drop of the fusion that never shows them
-    (bisection over [-cold_offset_max, cold_offset_max]: warm NDCG only falls as the offset
-    rises). Fusing z-scores weighs every case alike, and new products are few among the targets;
-    this states the shop's trade-off instead: new products get as much exposure as the allowed
-    cost to everyone else buys."""
+                          cfg: FusionParams) -> float:
+    """The offset for new products (items some weighted scorer cannot score) at which they take as
+    many places in the fused top-k lists of the valid cases as the weighted scorers that can rank
+    them give them by themselves (bisection over [-cold_offset_max, cold_offset_max]: their share
+    only grows with the offset). Valid has no new-product targets, so what showing them is worth
+    cannot be measured there, only what it costs; the served model's own exposure was calibrated
+    where it can be (cold-start fine-tuning, on held-out items, within its warm-cost budget), and
+    the fusion keeps it instead of letting scorers blind to new products crowd them out."""
     mask = partly_known(weights, valid.known)
-    if mask is None or not mask.any() or cfg.cold_offset_max == 0:
+    seeing = tuple(w if k is None else 0.0 for w, k in zip(weights, valid.known))
+    if mask is None or not mask.any() or not any(seeing) or cfg.cold_offset_max == 0:
         return 0.0
-    fused = [apply_protocol(fuse(normalised, weights, valid.known), hist, targets[chunk], cfg.protocol)
-             for (hist, normalised), chunk in zip(valid.batches(weights), valid.chunks)]
-    lift = mask.astype(np.float32)
+    k, lift = cfg.metric_k, mask.astype(np.float32)
 
-    def ndcg(offset: float) -> np.ndarray:
-        lifted = (np.where(mask, -np.inf, f) if offset == -np.inf else f + np.float32(offset) * lift for f in fused)
-        ranks = [target_ranks(f, targets[chunk]) for f, chunk in zip(lifted, valid.chunks)]
-        return case_metrics(np.concatenate(ranks), [cfg.metric_k])[f"ndcg@{cfg.metric_k}"]
+    def fused(use: Sequence[float]) -> list[np.ndarray]:
+        return [apply_protocol(fuse(normalised, use, valid.known), hist, targets[chunk], cfg.protocol)
+                for (hist, normalised), chunk in zip(valid.batches(use), valid.chunks)]
 
-    warm = ~target_is_cold
-    floor = (1 - cfg.max_warm_drop) * ndcg(-np.inf)[warm].mean()   # new products never shown
+    def share(scores: list[np.ndarray], offset: float = 0.0) -> float:
+        """New products' share of the top-k places."""
+        shown = [mask[top_k_items(f + np.float32(offset) * lift, k)].mean(1) for f in scores]
+        return float(np.concatenate(shown).mean())
+
+    reference, scores = share(fused(seeing)), fused(weights)
     low, high = -cfg.cold_offset_max, cfg.cold_offset_max
     for _ in range(cfg.bisection_steps):
         mid = (low + high) / 2
-        low, high = (mid, high) if ndcg(mid)[warm].mean() >= floor else (low, mid)
-    log.info("fusion: new products' offset %.3f -> valid warm-target NDCG@%d %.4f (floor %.4f)",
-             low, cfg.metric_k, ndcg(low)[warm].mean(), floor)
-    return low
+        low, high = (low, mid) if share(scores, mid) >= reference else (mid, high)
+    log.info("fusion: new products' offset %.3f -> %.2f%% of the valid top-%d places (%.2f%% by the scorers "
+             "that rank them)", high, 100 * share(scores, high), k, 100 * reference)
+    return high

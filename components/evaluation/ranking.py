@@ -70,8 +70,8 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[
                                  params.baselines, served)
              for name in CASE_SPLITS}
     valid = split.cases[split.cases["split"] == "valid"]
-    tuned = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(),
-                        valid["target_is_cold"].to_numpy(), params.fusion, params.evaluate.batch_size)
+    tuned = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(), params.fusion,
+                        params.evaluate.batch_size)
     return {name: [*scorers, trained, FusionScorer(scorers, tuned.weights, cold_offset=tuned.cold_offset)]
             for name, scorers in fused.items()}
 

@@ -153,14 +153,15 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
                 optim.step()
             losses.append(loss.item())
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "epoch_seconds": time.monotonic() - t0}
-        decision = [None]
+        decision: list = [None, True]
         if ctx.is_main:
             model.eval()
             t1 = time.monotonic()
             record.update({f"valid_{k}": v for k, v in validate(model).items()})
             record.update(valid_seconds=time.monotonic() - t1, elapsed_seconds=time.monotonic() - start)
             score = record["valid_ndcg@10"]
-            if score > result.best_valid:
+            improved = score > result.best_valid
+            if improved:
                 result.best_valid, result.best_epoch, bad_epochs = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
@@ -168,15 +169,19 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
             elapsed = (time.monotonic() - start) / 60
             stop = ("patience" if bad_epochs >= tp.patience
                     else "time budget" if tp.max_minutes and elapsed >= tp.max_minutes else "")
-            decision = [stop]
+            decision = [stop, improved]
+            record["lr"] = optim.param_groups[0]["lr"]
             result.history.append(record)
-            log.info("epoch %d  loss %.4f  valid ndcg@10 %.4f  recall@10 %.4f  (%.0fs)", epoch,
-                     record["loss"], score, record.get("valid_recall@10", math.nan), record["epoch_seconds"])
+            log.info("epoch %d  loss %.4f  valid ndcg@10 %.4f  recall@10 %.4f  lr %.2g  (%.0fs)", epoch, record["loss"],
+                     score, record.get("valid_recall@10", math.nan), record["lr"], record["epoch_seconds"])
         if ctx.enabled:
             dist.broadcast_object_list(decision, src=0)
         if decision[0]:
             result.stopped_because = decision[0]
             break
+        if not decision[1]:           # a plateau: smaller steps find the better weights near it
+            for group in optim.param_groups:
+                group["lr"] *= tp.plateau_decay
     else:
         result.stopped_because = "max epochs"
     if ctx.enabled:

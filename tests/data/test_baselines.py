@@ -49,7 +49,7 @@ def test_fusion_tuned_on_valid_is_no_worse_than_the_best_single_scorer(sample_sp
                ItemKnnScorer(cooccurrence_cosine(sample_split, 50), recency_decay=0.5)]
     valid = sample_split.cases[sample_split.cases["split"] == "valid"]
     histories, targets = list(valid["history"]), valid["target"].to_numpy()
-    fusion = tune_fusion(singles, histories, targets, valid["target_is_cold"].to_numpy(), params.fusion, batch_size=128)
+    fusion = tune_fusion(singles, histories, targets, params.fusion, batch_size=128)
 
     def valid_ndcg(scorer) -> float:
         return ranking_summary(target_ranks(scorer.score(histories), targets), [10])["ndcg@10"]
@@ -57,6 +57,6 @@ def test_fusion_tuned_on_valid_is_no_worse_than_the_best_single_scorer(sample_sp
     assert isinstance(fusion, FusionScorer) and set(fusion.weight_by_name) == {"popularity", "item_knn"}
     weights_alone = FusionScorer(singles, fusion.weights)   # new products' exposure is calibrated apart
     assert valid_ndcg(weights_alone) >= max(valid_ndcg(s) for s in singles) - 1e-12
-    recomputed = tune_fusion(singles, histories, targets, valid["target_is_cold"].to_numpy(),
-                             params.fusion.model_copy(update={"cache_gb": 0.0}), batch_size=128)
+    recomputed = tune_fusion(singles, histories, targets, params.fusion.model_copy(update={"cache_gb": 0.0}),
+                             batch_size=128)
     assert (recomputed.weights, recomputed.cold_offset) == (fusion.weights, fusion.cold_offset)   # the cache changes no figure

@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from components.core.config import load_params
 from components.models.interest_model import FastDropout, InterestModel, InterestModelConfig, SequenceLayer, left_pad
 from components.models.model_scorer import ModelScorer
+from components.training.train import fit
+from tests.conftest import ROOT
 
 N_ITEMS, TEXT_DIM = 40, 8
 
@@ -166,3 +169,16 @@ def test_training_rows_hold_every_next_item_once(every_prefix):
     else:              # a row per shopper (its last max_len + 1 items), a target at every position
         assert inputs.tolist() == [[6, 7], [0, 9]]
         assert targets.tolist() == [[7, 8], [0, 5]]
+
+
+def test_training_decays_the_learning_rate_on_each_plateau_and_stops_by_patience():
+    scripted = iter([0.10, 0.20, 0.15, 0.25, 0.20, 0.10, 0.30])     # valid NDCG@10 per epoch
+    tp = load_params(ROOT / "params.yaml", environ={}).train.model_copy(
+        update={"lr": 0.004, "patience": 2, "plateau_decay": 0.5, "epochs": 7, "max_minutes": 0, "batch_size": 2})
+    model = _model("id+text", frequency_mix=0.7)
+    inputs, targets = left_pad([[1, 2], [3, 4, 5]], 10), torch.zeros(2, 10, dtype=torch.long)
+    targets[:, -1] = torch.tensor([3, 6])
+    result = fit(model.cfg, tp, inputs, targets, model.text, model.known,
+                 lambda _: {"ndcg@10": next(scripted)})
+    assert [h["lr"] for h in result.history] == [0.004, 0.004, 0.004, 0.002, 0.002, 0.001]
+    assert (result.best_epoch, result.stopped_because) == (4, "patience")
