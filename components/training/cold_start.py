@@ -28,7 +28,7 @@ from components.evaluation.metrics import case_metrics, target_ranks
 from components.models.checkpoint import cold_model_path, load_checkpoint, model_path, save_checkpoint
 from components.models.interest_model import InterestModel, InterestModelConfig, left_pad
 from components.training.seeding import seeded
-from components.training.train import training_tensors
+from components.training.train import training_tensors, trim_padding
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,16 @@ def frozen_positions(model: InterestModel, seqs: torch.Tensor, targets: torch.Te
     shortest sequences first, each chunk trimmed of its all-padding columns."""
     model.eval()
     device = model.known.device
-    lengths = (seqs != 0).sum(1)
-    order = torch.argsort(lengths, stable=True)
+    order = torch.argsort((seqs != 0).sum(1), stable=True)
     states, rows, upto = [], [], []
     for chunk in batch_slices(len(seqs), batch_size):
         members = order[chunk]
-        width = max(1, int(lengths[members].max()))
-        x, y = seqs[members, -width:].to(device), targets[members, -width:].to(device)
+        x, y = (t.to(device) for t in trim_padding(seqs[members], targets[members]))
         keep = y != 0
         states.append(model.user_states(x)[keep])
         r, c = torch.nonzero(keep, as_tuple=True)
         rows.append(members.to(device)[r])
-        upto.append(c + seqs.shape[1] - width)
+        upto.append(c + seqs.shape[1] - x.shape[1])
     seqs, targets = seqs.to(device), targets.to(device)
     rows_t = torch.cat(rows)
     upto_t = torch.cat(upto)

@@ -74,6 +74,12 @@ def training_tensors(train: pd.DataFrame, max_len: int, every_prefix: bool = Fal
     return inputs, targets
 
 
+def trim_padding(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A left-padded batch without its all-padding columns: it is as wide as its longest sequence."""
+    width = max(1, int((inputs != 0).sum(1).max()))
+    return inputs[:, -width:], targets[:, -width:]
+
+
 def bucketed_batches(perm: torch.Tensor, lengths: torch.Tensor, batch_size: int,
                      bucket_batches: int, gen: torch.Generator) -> list[torch.Tensor]:
     """Batches of similar sequence length, in random order: most histories are short, so this
@@ -136,9 +142,7 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
         losses, t0 = [], time.monotonic()
         for idx in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                         disable=not ctx.is_main, mininterval=5):
-            x, y = inputs[idx].to(device), targets[idx].to(device)
-            width = int((x != 0).sum(1).max())                         # drop all-padding columns
-            x, y = x[:, -width:], y[:, -width:]
+            x, y = (t.to(device) for t in trim_padding(inputs[idx], targets[idx]))
             with autocast:
                 loss = net(x, y, tp.n_negatives)
             optim.zero_grad(set_to_none=True)
