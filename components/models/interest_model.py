@@ -111,8 +111,11 @@ class InterestModel(nn.Module):
         mask[0] = 0.0
         return reps * mask
 
-    def user_states(self, seqs: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """seqs: [B, L] left-padded item_idx -> hidden state after each position [B, L, hidden]."""
+    def user_states(self, seqs: torch.Tensor, items: torch.Tensor | None = None,
+                    last_only: bool = False) -> torch.Tensor:
+        """seqs: [B, L] left-padded item_idx -> hidden state after each position [B, L, hidden];
+        with last_only, after the last one alone [B, 1, hidden]: the last layer then mixes and
+        transforms one query per sequence instead of L (the same state, a fraction of the work)."""
         items = self.item_representations() if items is None else items
         B, L = seqs.shape
         pad = (seqs != 0).unsqueeze(-1).to(items.dtype)                      # [B, L, 1]
@@ -122,9 +125,10 @@ class InterestModel(nn.Module):
         x = items[seqs] * (self.cfg.hidden ** 0.5) + self.position(pos)    # [B, L, H]
         h = self.dropout(self.input_norm(x)) * pad
         mask = self._attention_mask(seqs)
-        for layer in self.encoder.layers:
-            h = layer(h, mask, pad)
-        return self.output_norm(h) * pad
+        last = len(self.encoder.layers) - 1
+        for i, layer in enumerate(self.encoder.layers):
+            h = layer(h, mask, pad, last_only=last_only and i == last)
+        return self.output_norm(h) * (pad[:, -1:] if last_only else pad)
 
     def _attention_mask(self, seqs: torch.Tensor) -> torch.Tensor:
         """[B * n_heads, L, L], True = blocked: no look-ahead and no attention to padding, so a
@@ -188,10 +192,14 @@ class InterestModel(nn.Module):
             # DropoutNet-style: some seen items are shown by their text alone, as new ones will be
             id_keep = (torch.rand(self.known.shape, device=seqs.device) >= self.cfg.id_dropout).float()
         items = self.item_representations(id_keep)
-        h = self.user_states(seqs, items)
         keep = targets != 0
-        h, t = h[keep], targets[keep]                                        # [M, H], [M]
-        rows, upto = torch.nonzero(keep, as_tuple=True)
+        if keep[:, :-1].any():
+            h, t = self.user_states(seqs, items)[keep], targets[keep]         # [M, H], [M]
+            rows, upto = torch.nonzero(keep, as_tuple=True)
+        else:                              # every target at the last position (train.every_prefix)
+            h, t = self.user_states(seqs, items, last_only=True)[:, -1], targets[:, -1]
+            rows = torch.arange(len(seqs), device=seqs.device)
+            upto = torch.full_like(rows, seqs.shape[1] - 1)
         if n_negatives == 0:
             logits = self.add_repeat_bias(h @ items.T, rows, seqs, upto)    # [M, n_items + 1]
             logits = logits.masked_fill(self.known == 0, float("-inf"))      # padding, unseen items
@@ -211,7 +219,7 @@ class InterestModel(nn.Module):
                    text_t: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of the whole catalogue after each sequence's last position: [B, n_items + 1]."""
         items = self.item_representations() if items is None else items
-        h = self.user_states(seqs, items)[:, -1]                            # [B, H]
+        h = self.user_states(seqs, items, last_only=True)[:, -1]            # [B, H]
         rows = torch.arange(seqs.shape[0], device=seqs.device)
         scores = self.add_repeat_bias(h @ items.T, rows, seqs, torch.full_like(rows, seqs.shape[1] - 1))
         if self.cfg.adapter_hidden:
@@ -228,7 +236,7 @@ class InterestModel(nn.Module):
         items = self.item_representations() if items is None else items
         extended = torch.cat([items, self.text_representation(query_text.to(items.device))])
         seqs = torch.arange(items.shape[0], extended.shape[0], device=items.device).unsqueeze(1)
-        h = self.user_states(seqs, extended)[:, -1]
+        h = self.user_states(seqs, extended, last_only=True)[:, -1]
         scores = h @ items.T   # no text match: its exposure is calibrated for shoppers with a history
         scores[:, 0] = float("-inf")
         return scores
@@ -281,23 +289,26 @@ class SequenceLayer(nn.TransformerEncoderLayer):
                                                              n=cfg.max_len, dim=0), persistent=False)
             self.filter_dropout = FastDropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        """x [B, L, H]; mask: the attention mask; pad [B, L, 1], 0 at padding."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pad: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x [B, L, H]; mask: the attention mask; pad [B, L, 1], 0 at padding. last_only: the
+        output at the last position alone [B, 1, H] (every position is still read)."""
         h = self.norm1(x)
-        mixed = self._sa_block(h, mask, None)
+        rows = slice(-1, None) if last_only else slice(None)
+        query = h[:, rows]
+        mixed = self.dropout1(self.self_attn(query, h, h, attn_mask=mask[:, rows], need_weights=False)[0])
         if self.mix:
-            mixed = (1 - self.mix) * mixed + self.mix * self._frequency_block(h * pad) * pad
-        x = x + mixed
+            mixed = (1 - self.mix) * mixed + self.mix * self._frequency_block(h * pad, rows) * pad[:, rows]
+        x = x[:, rows] + mixed
         return x + self._ff_block(self.norm2(x))
 
-    def _frequency_block(self, h: torch.Tensor) -> torch.Tensor:
-        """The filter over the full max_len, whatever columns the batch was trimmed to: zeros
-        appended at the end are the left padding shifted round, and a filter commutes with a
-        circular shift, so the first L outputs are the trimmed sequence's (the matrix's top-left
-        L x L block)."""
+    def _frequency_block(self, h: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The filter's output at positions `rows`, over the full max_len whatever columns the
+        batch was trimmed to: zeros appended at the end are the left padding shifted round, and a
+        filter commutes with a circular shift, so the first L outputs are the trimmed sequence's
+        (the matrix's top-left L x L block)."""
         L = h.shape[1]
-        low = torch.matmul(self.low_pass[:L, :L].to(h.dtype), h)
-        return self.filter_dropout(low + self.sqrt_beta ** 2 * (h - low))
+        low = torch.matmul(self.low_pass[:L, :L][rows].to(h.dtype), h)
+        return self.filter_dropout(low + self.sqrt_beta ** 2 * (h[:, rows] - low))
 
 
 def extend_catalogue(model: InterestModel, new_text: torch.Tensor) -> InterestModel:

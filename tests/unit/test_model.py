@@ -28,6 +28,24 @@ def test_scores_do_not_depend_on_padding(mode, frequency_mix):
     torch.testing.assert_close(model.score_last(short), model.score_last(long), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("frequency_mix", [0.0, 0.7])
+def test_last_position_alone_is_the_full_passes_last_state(frequency_mix):
+    model = _model("id+text", frequency_mix=frequency_mix, n_layers=2, repeat_bias=True)
+    seqs = left_pad([[1, 2], [7, 8, 9], [4]], 6)
+    full = model.user_states(seqs)
+    torch.testing.assert_close(model.user_states(seqs, last_only=True), full[:, -1:], atol=1e-6, rtol=1e-5)
+    targets = torch.zeros_like(seqs)
+    targets[:, -1] = torch.tensor([3, 4, 5])
+    both = targets.clone()
+    both[:, -2] = torch.tensor([0, 9, 0])                  # a target before the last: the full pass
+    loss_last, loss_both = model(seqs, targets), model(seqs, both)
+    logits = model.add_repeat_bias(full[:, -1] @ model.item_representations().T, torch.arange(3), seqs,
+                                   torch.full((3,), 5))
+    expected = torch.nn.functional.cross_entropy(logits.masked_fill(model.known == 0, float("-inf")), targets[:, -1])
+    torch.testing.assert_close(loss_last, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.isclose(loss_last, loss_both)
+
+
 def test_history_changes_scores_and_padding_item_never_wins():
     model = _model("id+text")
     scores = model.score_last(left_pad([[1, 2], [7, 8, 9]], 10))
