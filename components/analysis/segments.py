@@ -41,7 +41,7 @@ from components.data.split import Split, load_split
 from components.data.validate import validated_paths
 from components.evaluation.report import figure_png_base64
 from components.features.embeddings import load_item_embeddings
-from components.models.checkpoint import load_checkpoint, model_path
+from components.models.checkpoint import final_model_path, load_checkpoint
 from components.models.interest_model import InterestModel, left_pad
 
 log = logging.getLogger(__name__)
@@ -341,10 +341,10 @@ def segment_shoppers(params: Params) -> dict[str, Any]:
     assignment and segment popularity files; returns the summary (metrics_file's content)."""
     cfg = params.segments
     shoppers = load_shoppers(params)
-    model, meta = load_checkpoint(model_path(params), select_device(params.train.device))
+    model, meta = load_checkpoint(final_model_path(params), select_device(params.train.device))
     known = pd.Series(shoppers.items.sort_values("item_idx")["item"].to_numpy())
     if meta["items"] != known.tolist():
-        raise InterestError(f"{model_path(params)} was trained on another item index than {params.split.out_dir}: "
+        raise InterestError(f"{final_model_path(params)} was trained on another item index than {params.split.out_dir}: "
                             "retrain (`dvc repro train`) before segmenting")
     shopper_behaviour = behaviour(shoppers)
     blocks = feature_blocks(shopper_states(model, shoppers.histories, params.train.eval_batch_size),

@@ -159,7 +159,9 @@ class TrainParams(_Section):
     deterministic: bool
     device: str
     eval_batch_size: int = Field(gt=0)
+    final_pass: bool
     model_file: Path
+    final_model_file: Path
     metrics_file: Path
     history_file: Path
 
@@ -425,6 +427,7 @@ class ColdStartParams(_Section):
     device: str
     history_k: tuple[int, ...]
     model_file: Path
+    final_model_file: Path
     adapter_metrics_file: Path
     metrics_file: Path
     plot_file: Path

@@ -15,7 +15,7 @@ from components.data.split import Split, known_before, load_split
 from components.evaluation.metrics import ranking_summary, target_ranks
 from components.features.embeddings import load_item_embeddings
 from components.models.baselines import PopularityScorer, TextSimilarityScorer, fit_baselines, train_counts
-from components.models.checkpoint import cold_model_path, load_checkpoint, model_path
+from components.models.checkpoint import final_cold_model_path, final_model_path, load_checkpoint
 from components.models.fusion import FUSION_NAME, FusionScorer, fused_scorers
 from components.models.model_scorer import (
     COLD_MODEL_SCORER_NAME,
@@ -49,7 +49,8 @@ def evaluate_cold_start(params: Params) -> dict:
     split = load_split(params)
     emb = load_item_embeddings(params)
     batch = params.train.eval_batch_size
-    models = {BEFORE: load_checkpoint(model_path(params))[0], AFTER: load_checkpoint(cold_model_path(params))[0]}
+    # the test cases: the models as tested and served (train.final_pass)
+    models = {BEFORE: load_checkpoint(final_model_path(params))[0], AFTER: load_checkpoint(final_cold_model_path(params))[0]}
     scorers = {"popularity": PopularityScorer(train_counts(split)),
                "text_similarity": TextSimilarityScorer(emb, params.baselines.text.recency_decay),
                **{name: ModelScorer(m, name=name, batch_size=batch) for name, m in models.items()}}

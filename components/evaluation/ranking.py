@@ -35,7 +35,7 @@ from components.evaluation.metrics import (
 from components.evaluation.report import report_html
 from components.features.embeddings import load_item_embeddings
 from components.models.baselines import PopularityScorer, fit_baselines, train_counts
-from components.models.checkpoint import cold_model_path
+from components.models.checkpoint import cold_model_path, final_cold_model_path, final_model_path, model_path
 from components.models.fusion import FusionScorer, fused_scorers
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME, load_model_scorer
 from components.models.scorer import Scorer
@@ -59,20 +59,23 @@ class RankedCases:
 def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[str, list[Scorer]]:
     """Per case split, every recommender to evaluate: the single scorers, then their fusion.
 
-    Baselines are fit on what is known when that split's cases are scored (`known_before`).
-    The fusion combines them with the served model, the cold-start one (it also ranks new
-    products); the trained model alone is reported beside it. The fusion's weights are tuned on
-    valid and applied unchanged to the test-time scorers.
+    Every scorer is fit on what is known when that split's cases are scored: the baselines by
+    `known_before`, the models by train.final_pass (valid: the selected checkpoints; test: the
+    final ones, which also trained on the valid items). The fusion combines the baselines with
+    the served model, the cold-start one (it also ranks new products); the trained model alone is
+    reported beside it. The fusion's weights are tuned on valid and applied unchanged to the
+    test-time scorers.
     """
-    trained = load_model_scorer(params)
-    served = load_model_scorer(params, cold_model_path(params), COLD_MODEL_SCORER_NAME)
+    models = {"valid": (model_path(params), cold_model_path(params)),             # selected on valid
+              "test": (final_model_path(params), final_cold_model_path(params))}   # after train.final_pass
+    trained = {name: load_model_scorer(params, paths[0]) for name, paths in models.items()}
     fused = {name: fused_scorers(fit_baselines(params.baselines, known_before(split, name)), embeddings,
-                                 params.baselines, served)
+                                 params.baselines, load_model_scorer(params, models[name][1], COLD_MODEL_SCORER_NAME))
              for name in CASE_SPLITS}
     valid = split.cases[split.cases["split"] == "valid"]
     tuned = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(), params.fusion,
                         params.evaluate.batch_size)
-    return {name: [*scorers, trained, FusionScorer(scorers, tuned.weights, cold_offset=tuned.cold_offset)]
+    return {name: [*scorers, trained[name], FusionScorer(scorers, tuned.weights, cold_offset=tuned.cold_offset)]
             for name, scorers in fused.items()}
 
 

@@ -14,13 +14,25 @@ from components.models.interest_model import InterestModel, InterestModelConfig
 
 
 def model_path(params: Params) -> Path:
-    """The trained model (train step)."""
+    """The trained model selected on valid (train step)."""
     return params.path(params.train.model_file)
 
 
+def final_model_path(params: Params) -> Path:
+    """The trained model as tested and served (train step): the selected one after the final pass
+    with the valid items (train.final_pass)."""
+    return params.path(params.train.final_model_file)
+
+
 def cold_model_path(params: Params) -> Path:
-    """The trained model with its fitted cold-start adapter (finetune_cold step): the served one."""
+    """The selected model with its fitted cold-start adapter (finetune_cold step): what the
+    fusion is tuned with on valid."""
     return params.path(params.coldstart.model_file)
+
+
+def final_cold_model_path(params: Params) -> Path:
+    """The final model with the same cold-start adapter (finetune_cold step): the served one."""
+    return params.path(params.coldstart.final_model_file)
 
 
 def save_checkpoint(path: Path, model: InterestModel, item_index: pd.DataFrame, meta: dict) -> Path:

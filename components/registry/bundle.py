@@ -34,7 +34,7 @@ from components.data.validate import validated_paths
 from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, PROTOCOLS
 from components.features.embeddings import TextEncoderSettings
 from components.models.baselines import BaselineFit, fit_baselines
-from components.models.checkpoint import cold_model_path
+from components.models.checkpoint import final_cold_model_path
 from components.models.fusion import FUSION_NAME
 from components.models.model_scorer import COLD_MODEL_SCORER_NAME
 
@@ -159,7 +159,7 @@ def shopper_histories(split: Split, assignment: pd.DataFrame) -> pd.DataFrame:
 
 def write_bundle(params: Params, dest: Path) -> dict[str, Any]:
     """Fill dest with the bundle of the pipeline's current outputs; returns the manifest."""
-    checkpoint = cold_model_path(params)
+    checkpoint = final_cold_model_path(params)
     ranking_file = params.path(params.evaluate.metrics_file)
     segments = params.segments
     assignment_file, popularity_file = params.path(segments.assignment_file), params.path(segments.popularity_file)

@@ -16,7 +16,6 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from components.core.batching import batch_slices
@@ -25,7 +24,8 @@ from components.core.device import select_device
 from components.core.io import write_json
 from components.data.split import load_split
 from components.evaluation.metrics import case_metrics, target_ranks
-from components.models.checkpoint import cold_model_path, load_checkpoint, model_path, save_checkpoint
+from components.models.checkpoint import (cold_model_path, final_cold_model_path, final_model_path, load_checkpoint,
+                                          model_path, save_checkpoint)
 from components.models.interest_model import InterestModel, InterestModelConfig, left_pad
 from components.training.seeding import seeded
 from components.training.train import training_tensors, trim_padding
@@ -67,7 +67,10 @@ def frozen_positions(model: InterestModel, seqs: torch.Tensor, targets: torch.Te
         members = order[chunk]
         x, y = (t.to(device) for t in trim_padding(seqs[members], targets[members]))
         keep = y != 0
-        states.append(model.user_states(x)[keep])
+        if keep[:, :-1].any():
+            states.append(model.user_states(x)[keep])
+        else:                                  # targets at the last position alone (train.every_prefix)
+            states.append(model.user_states(x, last_only=True)[keep[:, -1:]])
         r, c = torch.nonzero(keep, as_tuple=True)
         rows.append(members.to(device)[r])
         upto.append(c + seqs.shape[1] - x.shape[1])
@@ -86,6 +89,57 @@ def _logits(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor
     logits = adapted.add_repeat_bias(logits, rows, positions.seqs, upto)
     logits = adapted.add_text_match(logits, adapted.text_profile(positions.seqs[rows], upto), text_only)
     return logits.masked_fill(adapted.known == 0, float("-inf")), t
+
+
+@dataclass(frozen=True)
+class ShownByIdLogits:
+    """Per position, with every warm item shown by its trained representation: the log-sum-exp of
+    the catalogue's logits, the target's logit and the history's text profile. Fitting the
+    adapter changes only the logits of the few items a step shows by text, so from these a step's
+    cross-entropy needs those items' logits alone (adapter_loss), not a pass over the catalogue."""
+    logsumexp: torch.Tensor
+    target: torch.Tensor
+    profile: torch.Tensor
+
+
+@torch.no_grad()
+def shown_by_id_logits(adapted: InterestModel, items: torch.Tensor, positions: Positions,
+                       batch_size: int) -> ShownByIdLogits:
+    none = torch.empty(0, dtype=torch.long, device=items.device)
+    lse, target, profile = [], [], []
+    for idx in torch.arange(len(positions), device=items.device).split(batch_size):
+        logits, t = _logits(adapted, items, none, positions, idx)
+        lse.append(torch.logsumexp(logits, 1))
+        target.append(logits.gather(1, t.unsqueeze(1)).squeeze(1))
+        _, rows, upto, _ = positions.take(idx)
+        profile.append(adapted.text_profile(positions.seqs[rows], upto))
+    return ShownByIdLogits(torch.cat(lse), torch.cat(target), torch.cat(profile))
+
+
+def adapter_loss(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor, positions: Positions,
+                 by_id: ShownByIdLogits, idx: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy of _logits(adapted, items, text_only, positions, idx) (the same
+    figure up to float rounding): the text-only items' logits (text path, adapter, match) take the
+    place of their trained ones inside the catalogue's log-sum-exp."""
+    h, rows, upto, t = positions.take(idx)
+    similarity = by_id.profile[idx] @ adapted.text[text_only].T                            # [R, T]
+    shared = adapted.text_match * similarity                          # every item's text match
+    if adapted.cfg.repeat_bias:                                       # items at or before upto: once
+        seqs = positions.seqs[rows]
+        before = torch.arange(seqs.shape[1], device=seqs.device) <= upto.unsqueeze(1)   # [R, L]
+        history = torch.zeros(len(seqs), len(items), dtype=torch.bool, device=seqs.device)
+        history.scatter_(1, torch.where(before, seqs, 0), True)      # column 0 (padding): never text-only
+        shared = shared + adapted.repeat * history[:, text_only]
+    trained = (h @ items[text_only].T + shared).double()
+    shown = (h @ adapted.text_representation(adapted.text[text_only]).T + shared
+             + adapted.text_only_match[0] * similarity + adapted.text_only_match[1])
+    lse = by_id.logsumexp[idx].double()
+    removed = torch.exp(trained - lse.unsqueeze(1)).sum(1)            # their share of the softmax
+    rest = lse + torch.log1p(-removed.clamp(max=1 - 1e-12))
+    total = torch.logsumexp(torch.cat([rest.unsqueeze(1), shown.double()], 1), 1)
+    is_target = text_only.view(1, -1) == t.view(-1, 1)                                     # [R, T]
+    target = torch.where(is_target.any(1), (shown.double() * is_target).sum(1), by_id.target[idx].double())
+    return (total - target).mean().float()
 
 
 @torch.no_grad()
@@ -206,6 +260,23 @@ def calibrate_exposure(adapted: InterestModel, items: torch.Tensor, held: torch.
 
 
 @torch.no_grad()
+def case_ndcg_by_text_weight(adapted: InterestModel, items: torch.Tensor, text_only: torch.Tensor,
+                             positions: Positions, batch_size: int, weights: list[float]) -> dict[float, torch.Tensor]:
+    """case_ndcg for each text match weight, in one pass: the weight only adds weight x similarity,
+    so each batch's other logits and its similarities are computed once, not once per weight."""
+    adapted.eval()
+    ranks: dict[float, list[np.ndarray]] = {w: [] for w in weights}
+    with _trying(adapted.text_match, 0.0):
+        for idx in torch.arange(len(positions), device=items.device).split(batch_size):
+            logits, t = _logits(adapted, items, text_only, positions, idx)
+            _, rows, upto, _ = positions.take(idx)
+            similarity = adapted.text_profile(positions.seqs[rows], upto) @ adapted.text.T
+            for w in weights:
+                ranks[w].append(target_ranks((logits + w * similarity).cpu().numpy(), t.cpu().numpy()))
+    return {w: torch.from_numpy(case_metrics(np.concatenate(r), [10])["ndcg@10"]) for w, r in ranks.items()}
+
+
+@torch.no_grad()
 def choose_text_weight(adapted: InterestModel, items: torch.Tensor, held: torch.Tensor, select_on: Positions,
                        cfg: ColdStartParams) -> dict[str, float]:
     """The weight of the text match every item gets: the one of cfg.text_weights with the best
@@ -213,11 +284,10 @@ def choose_text_weight(adapted: InterestModel, items: torch.Tensor, held: torch.
     model already fits those targets, so in-sample states would undervalue the text. The model is
     left as it was: the caller applies the choice."""
     held_targets = torch.isin(select_on.targets, held)
-    tried = {}
-    for weight in cfg.text_weights:
-        with _trying(adapted.text_match, weight):
-            tried[weight] = float(case_ndcg(adapted, items, held, select_on, cfg.batch_size)[~held_targets].mean())
-        log.info("text match weight %g: warm NDCG@10 %.4f", weight, tried[weight])
+    by_weight = case_ndcg_by_text_weight(adapted, items, held, select_on, cfg.batch_size, list(cfg.text_weights))
+    tried = {weight: float(ndcg[~held_targets].mean()) for weight, ndcg in by_weight.items()}
+    for weight, ndcg in tried.items():
+        log.info("text match weight %g: warm NDCG@10 %.4f", weight, ndcg)
     best = max(tried, key=tried.get)
     return {"weight": best, "warm_ndcg@10": tried[best]}
 
@@ -277,13 +347,13 @@ def _fit_cold_adapter(model: InterestModel, fit_on: Positions, select_on: Positi
                                {"params": [adapted.text_only_match], "lr": cfg.match_lr}])
     start = selection()
     best, best_epoch, best_state = start["ndcg@10"], 0, cold_state(adapted)
-    history = []
+    history, by_id = [], shown_by_id_logits(adapted, items, fit_on, cfg.batch_size)
     for epoch in tqdm(range(1, cfg.epochs + 1), desc="cold-start adapter", unit="epoch", mininterval=5):
         adapted.train()
         losses = []
         for idx in torch.randperm(len(fit_on), generator=gen).split(cfg.batch_size):
             text_only = pool[torch.randperm(len(pool), generator=gen)[:n_text_only]].to(items.device)
-            loss = F.cross_entropy(*_logits(adapted, items, text_only, fit_on, idx.to(items.device)))
+            loss = adapter_loss(adapted, items, text_only, fit_on, by_id, idx.to(items.device))
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -335,12 +405,24 @@ def adapter_positions(model: InterestModel, params: Params) -> tuple[Positions, 
     return fit_on, frozen_positions(model, seqs, targets, batch)
 
 
+def with_adapter(final: InterestModel, adapted: InterestModel) -> InterestModel:
+    """The final model (train.final_pass) with the cold-start parts fitted to the selected one:
+    the adapter estimates an ID part from text, which one more epoch barely moves."""
+    model = InterestModel(adapted.cfg, final.text, final.known).to(final.known.device)
+    model.load_state_dict({**final.state_dict(), **cold_state(adapted)})
+    return model.eval()
+
+
 def run(params: Params) -> dict:
-    """Pipeline step `finetune_cold`: fit the adapter to the trained checkpoint and save the
-    adapted model as its own artefact."""
-    model, payload = load_checkpoint(model_path(params), select_device(params.coldstart.device))
+    """Pipeline step `finetune_cold`: fit the adapter to the selected checkpoint; save the adapted
+    model (tuning on valid) and the final model with the same adapter (tested and served)."""
+    device = select_device(params.coldstart.device)
+    model, payload = load_checkpoint(model_path(params), device)
     adapted, result = fit_cold_adapter(model, *adapter_positions(model, params), params.coldstart)
     items = pd.DataFrame({"item": payload["items"], "item_idx": np.arange(1, len(payload["items"]) + 1)})
-    save_checkpoint(cold_model_path(params), adapted, items, {**payload["meta"], "cold_adapter": result["summary"]})
+    meta = {**payload["meta"], "cold_adapter": result["summary"]}
+    save_checkpoint(cold_model_path(params), adapted, items, meta)
+    final, final_payload = load_checkpoint(final_model_path(params), device)
+    save_checkpoint(final_cold_model_path(params), with_adapter(final, adapted), items, {**final_payload["meta"], **meta})
     write_json(result["summary"], params.path(params.coldstart.adapter_metrics_file))
     return result["summary"]

@@ -11,10 +11,24 @@ import torch
 from components.core.config import load_params
 from components.core.errors import InterestError
 from components.core.io import read_json
-from components.data.split import load_split
-from components.models.checkpoint import cold_model_path, load_checkpoint, model_path
+from components.data.split import known_before, load_split
+from components.models.checkpoint import (cold_model_path, final_cold_model_path, final_model_path, load_checkpoint,
+                                          model_path)
+from components.models.interest_model import left_pad
 from components.serving.recommender import add_items_from_file, load_recommender
-from components.training.cold_start import _trying, adapter_positions, case_ndcg, fit_cold_adapter, held_out_scores
+from components.training.cold_start import (
+    COLD_START_PARTS,
+    _logits,
+    _trying,
+    adapter_loss,
+    adapter_positions,
+    case_ndcg,
+    case_ndcg_by_text_weight,
+    fit_cold_adapter,
+    held_out_scores,
+    shown_by_id_logits,
+)
+from components.training.train import known_mask
 
 pytestmark = pytest.mark.model
 
@@ -132,3 +146,54 @@ def test_cold_start_evaluation_reports_every_setting(trained):
         for metric in ("recall@10", "ndcg@10"):
             assert results[subset]["fusion"][metric] == pytest.approx(ranking[same]["fusion"][metric], abs=one_case)
     assert "served_cold_over_warm_recall" in results["checks"]
+
+
+def test_text_weights_ranked_in_one_pass_as_one_at_a_time(trained):
+    adapted, _ = load_checkpoint(cold_model_path(trained))
+    _, select_on = adapter_positions(adapted, trained)
+    items = adapted.item_representations().detach()
+    held = torch.nonzero(adapted.known).squeeze(1)[::7]
+    by_weight = case_ndcg_by_text_weight(adapted, items, held, select_on, 64, [0.0, 2.0, 16.0])
+    for weight, ndcg in by_weight.items():
+        with _trying(adapted.text_match, weight):
+            whole = case_ndcg(adapted, items, held, select_on, batch_size=64)
+        assert (ndcg != whole).float().mean() <= 0.01        # the same ranks, up to float rounding ties
+    assert not torch.equal(by_weight[0.0], by_weight[16.0])
+
+
+def test_final_models_learnt_the_valid_items_and_keep_the_adapter(trained):
+    """train.final_pass: the tested and served model is the selected one after an epoch that
+    includes every shopper's valid item; the served one carries the adapter fitted to the selected."""
+    split = load_split(trained)
+    selected, final = load_checkpoint(model_path(trained))[0], load_checkpoint(final_model_path(trained))[0]
+    assert torch.equal(final.known, known_mask(known_before(split, "test").train, len(split.item_index)))
+    valid = split.cases[split.cases["split"] == "valid"]
+    seqs = left_pad(list(valid["history"]), selected.cfg.max_len)
+    targets = torch.zeros_like(seqs)
+    targets[:, -1] = torch.tensor(valid["target"].to_numpy())
+    with torch.no_grad():                                  # the valid items are training data now
+        assert final(seqs, targets) < selected(seqs, targets)
+    adapted, served = load_checkpoint(cold_model_path(trained))[0], load_checkpoint(final_cold_model_path(trained))[0]
+    for name, value in served.state_dict().items():
+        source = adapted if name.startswith(COLD_START_PARTS) else final
+        assert torch.equal(value, source.state_dict()[name]), name
+
+
+def test_adapter_loss_is_the_catalogue_cross_entropy(trained):
+    """The adapter's steps read the catalogue's log-sum-exp from a table: the same loss and
+    gradients as the cross-entropy over the whole catalogue's logits."""
+    adapted, _ = load_checkpoint(cold_model_path(trained))
+    fit_on, _ = adapter_positions(adapted, trained)
+    items = adapted.item_representations().detach()
+    text_only = torch.nonzero(adapted.known).squeeze(1)[::5]
+    idx = torch.arange(min(512, len(fit_on)))
+    by_id = shown_by_id_logits(adapted, items, fit_on, 64)
+    params = [*adapted.cold_adapter.parameters(), adapted.text_only_match]
+    with _trying(adapted.text_only_match, [1.5, -0.5]):
+        fast = adapter_loss(adapted, items, text_only, fit_on, by_id, idx)
+        full = torch.nn.functional.cross_entropy(*_logits(adapted, items, text_only, fit_on, idx))
+        fast_grads, full_grads = torch.autograd.grad(fast, params), torch.autograd.grad(full, params)
+    assert torch.isin(fit_on.targets[idx], text_only).any()
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fast_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
