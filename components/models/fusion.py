@@ -58,13 +58,24 @@ def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float],
     cold_offset on top (its exposure, calibrated on valid). Items every weighted scorer knows get
     exactly the plain weighted sum."""
     known = list(known) if known is not None else [None] * len(weights)
-    total = sum(w * (z if k is None else z * k) for w, z, k in zip(weights, normalised, known) if w)
-    if any(k is not None for w, k in zip(weights, known) if w):
-        full = sum(w for w in weights if w)
-        coverage = sum(w * (1.0 if k is None else k) for w, k in zip(weights, known) if w)
-        total = total * (full / np.maximum(coverage, 1e-12)).astype(np.float32)
-        if cold_offset:
-            total = total + np.float32(cold_offset) * partly_known(weights, known)
+    active = [(w, z, k) for w, z, k in zip(weights, normalised, known) if w]
+    # each scorer's weight as a per-item column factor (its weight where it knows the item, 0
+    # elsewhere, times the rescaling), so the sum is one multiply-add per scorer into one buffer
+    scale = np.float32(1.0)
+    partial = any(k is not None for _, _, k in active)
+    if partial:
+        coverage = sum(w * (1.0 if k is None else k) for w, _, k in active)
+        scale = (sum(w for w, _, _ in active) / np.maximum(coverage, 1e-12)).astype(np.float32)
+    total, term = np.empty_like(active[0][1]), None
+    for i, (w, z, k) in enumerate(active):
+        factor = (np.float32(w) * scale) if k is None else (np.float32(w) * k * scale).astype(np.float32)
+        if i == 0:
+            np.multiply(z, factor, out=total)
+        else:
+            term = np.multiply(z, factor, out=term)
+            total += term
+    if partial and cold_offset:
+        total += np.float32(cold_offset) * partly_known(weights, known)
     total[:, PAD] = -np.inf
     return total
 
