@@ -24,16 +24,18 @@ def zscore_rows(scores: np.ndarray) -> np.ndarray:
     """
     items = np.asarray(scores, dtype=np.float32)[:, PAD + 1:]
     finite = np.isfinite(items)
-    all_finite = bool(finite.all())
-    values = items if all_finite else np.where(finite, items, np.nan)
-    mean_fn, std_fn = (np.mean, np.std) if all_finite else (np.nanmean, np.nanstd)
-    mean, std = mean_fn(values, axis=1, keepdims=True), std_fn(values, axis=1, keepdims=True)
-    z = (values - mean) / np.where(std > 0, std, 1.0)
-    if not all_finite:
-        floor = np.nan_to_num(np.nanmin(z, axis=1, keepdims=True), nan=0.0)
-        z = np.nan_to_num(np.where(finite, z, floor), nan=0.0)
     out = np.zeros(scores.shape, dtype=np.float32)
-    out[:, PAD + 1:] = z
+    if finite.all():                   # the usual case, in place: three passes instead of a dozen
+        z = out[:, PAD + 1:]
+        np.subtract(items, items.mean(axis=1, keepdims=True), out=z)
+        std = np.sqrt(np.einsum("ij,ij->i", z, z) / z.shape[1])[:, None]
+        np.divide(z, np.where(std > 0, std, np.float32(1.0)), out=z)
+        return out
+    values = np.where(finite, items, np.nan)
+    mean, std = np.nanmean(values, axis=1, keepdims=True), np.nanstd(values, axis=1, keepdims=True)
+    z = (values - mean) / np.where(std > 0, std, 1.0)
+    floor = np.nan_to_num(np.nanmin(z, axis=1, keepdims=True), nan=0.0)
+    out[:, PAD + 1:] = np.nan_to_num(np.where(finite, z, floor), nan=0.0)
     return out
 
 
