@@ -69,8 +69,9 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[
     models = {"valid": (model_path(params), cold_model_path(params)),             # selected on valid
               "test": (final_model_path(params), final_cold_model_path(params))}   # after train.final_pass
     trained = {name: load_model_scorer(params, paths[0]) for name, paths in models.items()}
-    fused = {name: fused_scorers(fit_baselines(params.baselines, known_before(split, name)), embeddings,
-                                 params.baselines, load_model_scorer(params, models[name][1], COLD_MODEL_SCORER_NAME))
+    fused = {name: [LastBatchScores(s) for s in fused_scorers(fit_baselines(params.baselines, known_before(split, name)),
+                                                              embeddings, params.baselines,
+                                                              load_model_scorer(params, models[name][1], COLD_MODEL_SCORER_NAME))]
              for name in CASE_SPLITS}
     valid = split.cases[split.cases["split"] == "valid"]
     tuned = tune_fusion(fused["valid"], list(valid["history"]), valid["target"].to_numpy(), params.fusion,
@@ -79,21 +80,48 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[
             for name, scorers in fused.items()}
 
 
+class LastBatchScores:
+    """A scorer that keeps the scores of the last batch it was asked for. The evaluation ranks
+    each batch with every scorer, the fusion's parts before the fusion, so the fusion reads their
+    scores instead of computing them again."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer, self.name = scorer, scorer.name
+        self._histories: Sequence[Sequence[int]] | None = None
+        self._scores: np.ndarray | None = None
+
+    def __getattr__(self, attribute: str):         # what else the fusion reads of it (known items)
+        return getattr(self.scorer, attribute)
+
+    def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        if histories is not self._histories:      # the same batch is the same object (rank_cases_by_scorer)
+            self._histories, self._scores = histories, self.scorer.score(histories)
+        return self._scores
+
+
 def rank_cases(scorer: Scorer, histories: Sequence[Sequence[int]], targets: np.ndarray,
                cfg: EvaluateParams) -> dict[str, RankedCases]:
     """Rank every case's target under each protocol, in batches of cfg.batch_size shoppers."""
-    ranks: dict[str, list[np.ndarray]] = {p: [] for p in PROTOCOLS}
-    tops: dict[str, list[np.ndarray]] = {p: [] for p in PROTOCOLS}
+    return rank_cases_by_scorer([scorer], histories, targets, cfg)[0]
+
+
+def rank_cases_by_scorer(scorers: Sequence[Scorer], histories: Sequence[Sequence[int]], targets: np.ndarray,
+                         cfg: EvaluateParams) -> list[dict[str, RankedCases]]:
+    """rank_cases for each scorer, a batch at a time with all of them (see LastBatchScores)."""
+    ranks = [{p: [] for p in PROTOCOLS} for _ in scorers]
+    tops = [{p: [] for p in PROTOCOLS} for _ in scorers]
     for chunk in batch_slices(len(histories), cfg.batch_size):
         hist, tgt = histories[chunk], targets[chunk]
-        scores = scorer.score(hist)
-        if np.isnan(scores).any():
-            raise ValueError(f"scorer {scorer.name} returned NaN scores; fix the scorer, NaN cannot be ranked")
-        for protocol in PROTOCOLS:
-            ranked = apply_protocol(scores, hist, tgt, protocol)
-            ranks[protocol].append(target_ranks(ranked, tgt))
-            tops[protocol].append(top_k_items(ranked, cfg.beyond_k))
-    return {p: RankedCases(np.concatenate(ranks[p]), np.concatenate(tops[p])) for p in PROTOCOLS}
+        for i, scorer in enumerate(scorers):
+            scores = scorer.score(hist)
+            if np.isnan(scores).any():
+                raise ValueError(f"scorer {scorer.name} returned NaN scores; fix the scorer, NaN cannot be ranked")
+            for protocol in PROTOCOLS:
+                ranked = apply_protocol(scores, hist, tgt, protocol)
+                ranks[i][protocol].append(target_ranks(ranked, tgt))
+                tops[i][protocol].append(top_k_items(ranked, cfg.beyond_k))
+    return [{p: RankedCases(np.concatenate(r[p]), np.concatenate(t[p])) for p in PROTOCOLS}
+            for r, t in zip(ranks, tops)]
 
 
 def summarise(ranked: RankedCases, cfg: EvaluateParams, n_items: int, self_information: np.ndarray) -> dict[str, float]:
@@ -116,19 +144,23 @@ def subset_masks(cases: pd.DataFrame) -> dict[str, np.ndarray]:
     return masks
 
 
-def rank_all_cases(scorers: dict[str, Scorer], cases: pd.DataFrame, cfg: EvaluateParams) -> dict[str, RankedCases]:
-    """Rank every case (in `cases` order) with the scorer fit for its split."""
+def rank_all_cases(scorers: dict[str, Sequence[Scorer]], cases: pd.DataFrame,
+                   cfg: EvaluateParams) -> list[dict[str, RankedCases]]:
+    """Rank every case (in `cases` order) with each of the scorers fit for its split (the same
+    recommenders in the same order for every split)."""
     parts = {}
-    for name, scorer in scorers.items():
+    for name, fitted in scorers.items():
         rows = np.flatnonzero((cases["split"] == name).to_numpy())
         if len(rows):
-            parts[name] = (rows, rank_cases(scorer, list(cases["history"].iloc[rows]),
-                                            cases["target"].to_numpy()[rows], cfg))
+            parts[name] = (rows, rank_cases_by_scorer(fitted, list(cases["history"].iloc[rows]),
+                                                      cases["target"].to_numpy()[rows], cfg))
     order = np.argsort(np.concatenate([rows for rows, _ in parts.values()]))
     if len(order) != len(cases):
         raise ValueError(f"every case needs a scorer for its split; scorers given for {sorted(scorers)}")
-    return {p: RankedCases(np.concatenate([r[p].ranks for _, r in parts.values()])[order],
-                           np.concatenate([r[p].top for _, r in parts.values()])[order]) for p in PROTOCOLS}
+    n_scorers = len(next(iter(scorers.values())))
+    return [{p: RankedCases(np.concatenate([r[i][p].ranks for _, r in parts.values()])[order],
+                            np.concatenate([r[i][p].top for _, r in parts.values()])[order]) for p in PROTOCOLS}
+            for i in range(n_scorers)]
 
 
 def evaluate_scorers(scorers: dict[str, Sequence[Scorer]], split: Split, cfg: EvaluateParams) -> dict:
@@ -141,8 +173,7 @@ def evaluate_scorers(scorers: dict[str, Sequence[Scorer]], split: Split, cfg: Ev
     cases = split.cases.reset_index(drop=True)
     masks = subset_masks(cases)
     results: dict = {p: {s: {} for s in masks} for p in PROTOCOLS}
-    for fitted in zip(*scorers.values()):
-        ranked = rank_all_cases(dict(zip(scorers, fitted)), cases, cfg)
+    for fitted, ranked in zip(zip(*scorers.values()), rank_all_cases(scorers, cases, cfg)):
         name = fitted[0].name
         for protocol in PROTOCOLS:
             for subset, mask in masks.items():
