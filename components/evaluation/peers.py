@@ -80,7 +80,8 @@ def budget_seconds(params: Params) -> float:
     if not train_file.is_file():
         raise InterestError(f"no {train_file}: train our model first (`interest run --to evaluate`), or set "
                             "benchmark.peers.budget_seconds")
-    return float(read_json(train_file)["train_seconds"])
+    summary = read_json(train_file)      # our training: its epochs, and the final pass with the valid items
+    return float(summary["train_seconds"] + summary.get("final_pass_seconds", 0.0))
 
 
 def run_peer(params: Params, model: str, data_dir: Path, name: str, seconds: float) -> dict:
