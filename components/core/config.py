@@ -423,6 +423,7 @@ class ColdStartParams(_Section):
     exposure_scales: tuple[float, ...]
     offset_range: tuple[float, float]
     bisection_steps: int = Field(gt=0)
+    final_bisection_steps: int = Field(gt=0)
     seed: int
     device: str
     history_k: tuple[int, ...]

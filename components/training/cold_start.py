@@ -450,7 +450,7 @@ def keep_exposure(final: InterestModel, adapted: InterestModel, histories: list,
     warm, new = best_scores(final, histories, k, batch_size)
     base = float(final.text_only_match[1])
     low, high = cfg.offset_range[0] - base, cfg.offset_range[1] - base
-    for _ in range(cfg.bisection_steps * 2):
+    for _ in range(cfg.final_bisection_steps):
         mid = (low + high) / 2
         low, high = (low, mid) if new_share(warm, new, mid) >= reference else (mid, high)
     final.text_only_match[1] += high
