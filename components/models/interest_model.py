@@ -104,9 +104,11 @@ class InterestModel(nn.Module):
             reps = self.item_id.weight * known.unsqueeze(-1)
         elif not self.uses_id:
             reps = self.text_proj(self.text)
-        else:
+        else:   # known * (ID + text path) + (1 - known) * text_representation, the text path computed once
             known = known.unsqueeze(-1)
-            reps = known * (self.item_id.weight + self.text_proj(self.text)) + (1 - known) * self.text_representation(self.text)
+            reps = self.text_proj(self.text) + known * self.item_id.weight
+            if self.cfg.adapter_hidden:
+                reps = reps + (1 - known) * self.cold_adapter(self.text)
         mask = torch.ones(reps.shape[0], 1, device=reps.device)
         mask[0] = 0.0
         return reps * mask
