@@ -155,11 +155,12 @@ class TrainParams(_Section):
     n_negatives: int = Field(ge=0)
     every_prefix: bool
     grad_clip: float = Field(ge=0)
+    weight_average: float = Field(ge=0, lt=1)
     seed: int
     deterministic: bool
     device: str
     eval_batch_size: int = Field(gt=0)
-    final_pass: bool
+    final_epochs: int = Field(ge=0)
     model_file: Path
     final_model_file: Path
     metrics_file: Path

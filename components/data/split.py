@@ -78,7 +78,7 @@ def known_before(split: Split, case_split: str) -> Split:
 
     Valid cases are scored knowing the training interactions; test cases also know every
     shopper's valid target (it is the last item of their test history already), so a baseline
-    fit for test counts those interactions too. The learned model gets the same (train.final_pass).
+    fit for test counts those interactions too. The learned model gets the same (train.final_epochs).
     """
     if case_split not in CASE_SPLITS:
         raise ValueError(f"case split must be one of {CASE_SPLITS}, got {case_split!r}")

@@ -49,7 +49,7 @@ def evaluate_cold_start(params: Params) -> dict:
     split = load_split(params)
     emb = load_item_embeddings(params)
     batch = params.train.eval_batch_size
-    # the test cases: the models as tested and served (train.final_pass)
+    # the test cases: the models as tested and served (train.final_epochs)
     models = {BEFORE: load_checkpoint(final_model_path(params))[0], AFTER: load_checkpoint(final_cold_model_path(params))[0]}
     scorers = {"popularity": PopularityScorer(train_counts(split)),
                "text_similarity": TextSimilarityScorer(emb, params.baselines.text.recency_decay),

@@ -60,14 +60,14 @@ def build_scorers(params: Params, split: Split, embeddings: np.ndarray) -> dict[
     """Per case split, every recommender to evaluate: the single scorers, then their fusion.
 
     Every scorer is fit on what is known when that split's cases are scored: the baselines by
-    `known_before`, the models by train.final_pass (valid: the selected checkpoints; test: the
+    `known_before`, the models by train.final_epochs (valid: the selected checkpoints; test: the
     final ones, which also trained on the valid items). The fusion combines the baselines with
     the served model, the cold-start one (it also ranks new products); the trained model alone is
     reported beside it. The fusion's weights are tuned on valid and applied unchanged to the
     test-time scorers.
     """
     models = {"valid": (model_path(params), cold_model_path(params)),             # selected on valid
-              "test": (final_model_path(params), final_cold_model_path(params))}   # after train.final_pass
+              "test": (final_model_path(params), final_cold_model_path(params))}   # after train.final_epochs
     trained = {name: load_model_scorer(params, paths[0]) for name, paths in models.items()}
     fused = {name: [LastBatchScores(s) for s in fused_scorers(fit_baselines(params.baselines, known_before(split, name)),
                                                               embeddings, params.baselines,

@@ -20,7 +20,7 @@ def model_path(params: Params) -> Path:
 
 def final_model_path(params: Params) -> Path:
     """The trained model as tested and served (train step): the selected one after the final pass
-    with the valid items (train.final_pass)."""
+    with the valid items (train.final_epochs)."""
     return params.path(params.train.final_model_file)
 
 

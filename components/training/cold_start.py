@@ -407,7 +407,7 @@ def adapter_positions(model: InterestModel, params: Params) -> tuple[Positions, 
 
 
 def with_adapter(final: InterestModel, adapted: InterestModel) -> InterestModel:
-    """The final model (train.final_pass) with the cold-start parts fitted to the selected one:
+    """The final model (train.final_epochs) with the cold-start parts fitted to the selected one:
     the adapter estimates an ID part from text, which one more epoch barely moves."""
     model = InterestModel(adapted.cfg, final.text, final.known).to(final.known.device)
     model.load_state_dict({**final.state_dict(), **cold_state(adapted)})

@@ -164,7 +164,7 @@ def test_text_weights_ranked_in_one_pass_as_one_at_a_time(trained):
 
 
 def test_final_models_learnt_the_valid_items_and_keep_the_adapter(trained):
-    """train.final_pass: the tested and served model is the selected one after an epoch that
+    """train.final_epochs: the tested and served model is the selected one after epochs that
     includes every shopper's valid item; the served one carries the adapter fitted to the selected."""
     split = load_split(trained)
     selected, final = load_checkpoint(model_path(trained))[0], load_checkpoint(final_model_path(trained))[0]

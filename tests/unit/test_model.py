@@ -6,7 +6,7 @@ import torch
 from components.core.config import load_params
 from components.models.interest_model import FastDropout, InterestModel, InterestModelConfig, SequenceLayer, left_pad
 from components.models.model_scorer import ModelScorer
-from components.training.train import fit
+from components.training.train import _autocast, _evaluated, _optimizer, _weight_average, fit, train_epoch
 from tests.conftest import ROOT
 
 N_ITEMS, TEXT_DIM = 40, 8
@@ -200,3 +200,23 @@ def test_training_decays_the_learning_rate_on_each_plateau_and_stops_by_patience
                  lambda _: {"ndcg@10": next(scripted)})
     assert [h["lr"] for h in result.history] == [0.004, 0.004, 0.004, 0.002, 0.002, 0.001]
     assert (result.best_epoch, result.stopped_because) == (4, "patience")
+
+
+def test_weight_average_is_the_moving_average_of_the_weights_after_each_step():
+    tp = load_params(ROOT / "params.yaml", environ={}).train.model_copy(update={"weight_average": 0.6, "lr": 0.01})
+    model = _model("id+text", frequency_mix=0.7).train()
+    inputs, targets = left_pad([[1, 2], [3, 4, 5], [6, 7], [8, 9, 10]], 10), torch.zeros(4, 10, dtype=torch.long)
+    targets[:, -1] = torch.tensor([3, 6, 8, 11])
+    device = torch.device("cpu")
+    optim, average = _optimizer(model, tp.lr, tp, device), _weight_average(model, tp)
+    expected = None
+    for step in range(4):
+        train_epoch(model, optim, [torch.tensor([step])], inputs, targets, tp, device, _autocast(device), "test",
+                    average=average)
+        weights = [p.detach().clone() for p in model.parameters()]
+        expected = weights if expected is None else [0.6 * e + 0.4 * w for e, w in zip(expected, weights)]
+    averaged = list(_evaluated(model, average).parameters())
+    assert not torch.equal(averaged[0], next(model.parameters()))
+    for e, a in zip(expected, averaged):
+        torch.testing.assert_close(a, e)
+    assert _evaluated(model, _weight_average(model, tp.model_copy(update={"weight_average": 0.0}))) is model
