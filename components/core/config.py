@@ -156,6 +156,7 @@ class TrainParams(_Section):
     every_prefix: bool
     grad_clip: float = Field(ge=0)
     weight_average: float = Field(ge=0, lt=1)
+    weight_average_max_epochs: float = Field(gt=0)
     seed: int
     deterministic: bool
     device: str

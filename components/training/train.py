@@ -116,11 +116,18 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=dtype), scaler
 
 
-def _weight_average(model: torch.nn.Module, tp: TrainParams) -> AveragedModel | None:
-    """An exponential moving average of the weights (train.weight_average), or None when off."""
+def _weight_average(model: torch.nn.Module, tp: TrainParams, steps_per_epoch: int) -> AveragedModel | None:
+    """An exponential moving average of the weights (train.weight_average), or None when off. Its
+    memory, 1 / (1 - decay) steps, is capped at train.weight_average_max_epochs: on a small data
+    set an epoch is a few steps, and a fixed decay would keep the average near the initial weights."""
     if not tp.weight_average:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tp.weight_average))
+    decay = min(tp.weight_average, 1.0 - 1.0 / (tp.weight_average_max_epochs * steps_per_epoch))
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+def _steps_per_epoch(rows: int, tp: TrainParams, world_size: int = 1) -> int:
+    return max(1, math.ceil(rows / world_size / tp.batch_size))
 
 
 def _evaluated(model: InterestModel, average: AveragedModel | None) -> InterestModel:
@@ -174,7 +181,7 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
     # buffers (text matrix, known mask) never change: no need to broadcast them every step
     net = DistributedDataParallel(model, broadcast_buffers=False) if ctx.enabled else model
     optim, amp = _optimizer(model, tp.lr, tp, device), _autocast(device)
-    average = _weight_average(model, tp)
+    average = _weight_average(model, tp, _steps_per_epoch(len(inputs), tp, ctx.world_size))
     result = FitResult(model=model)
     best_state, bad_epochs, start = None, 0, time.monotonic()
     gen = torch.Generator().manual_seed(tp.seed)
@@ -246,7 +253,8 @@ def final_pass(model: InterestModel, tp: TrainParams, inputs: torch.Tensor, targ
     held-out item .0611 -> .0632 after one epoch, .0640 after two, .0632 after three.)"""
     final = copy.deepcopy(model).to(device)
     final.known.copy_(known.to(device))
-    optim, amp, average = _optimizer(final, lr, tp, device), _autocast(device), _weight_average(final, tp)
+    optim, amp, average = _optimizer(final, lr, tp, device), _autocast(device), \
+        _weight_average(final, tp, _steps_per_epoch(len(inputs), tp))
     lengths = (inputs != 0).sum(1)
     with seeded(tp.seed, tp.deterministic, device):
         gen = torch.Generator().manual_seed(tp.seed)

@@ -202,21 +202,25 @@ def test_training_decays_the_learning_rate_on_each_plateau_and_stops_by_patience
     assert (result.best_epoch, result.stopped_because) == (4, "patience")
 
 
-def test_weight_average_is_the_moving_average_of_the_weights_after_each_step():
-    tp = load_params(ROOT / "params.yaml", environ={}).train.model_copy(update={"weight_average": 0.6, "lr": 0.01})
+@pytest.mark.parametrize("decay,steps_per_epoch,expected_decay", [(0.6, 100, 0.6), (0.998, 2, 0.75)])
+def test_weight_average_is_the_moving_average_of_the_weights_after_each_step(decay, steps_per_epoch, expected_decay):
+    """(0.998 with 2 steps an epoch: the memory is capped at weight_average_max_epochs = 2 epochs.)"""
+    tp = load_params(ROOT / "params.yaml", environ={}).train.model_copy(
+        update={"weight_average": decay, "weight_average_max_epochs": 2.0, "lr": 0.01})
     model = _model("id+text", frequency_mix=0.7).train()
     inputs, targets = left_pad([[1, 2], [3, 4, 5], [6, 7], [8, 9, 10]], 10), torch.zeros(4, 10, dtype=torch.long)
     targets[:, -1] = torch.tensor([3, 6, 8, 11])
     device = torch.device("cpu")
-    optim, average = _optimizer(model, tp.lr, tp, device), _weight_average(model, tp)
+    optim, average = _optimizer(model, tp.lr, tp, device), _weight_average(model, tp, steps_per_epoch)
     expected = None
     for step in range(4):
         train_epoch(model, optim, [torch.tensor([step])], inputs, targets, tp, device, _autocast(device), "test",
                     average=average)
         weights = [p.detach().clone() for p in model.parameters()]
-        expected = weights if expected is None else [0.6 * e + 0.4 * w for e, w in zip(expected, weights)]
+        expected = weights if expected is None else [expected_decay * e + (1 - expected_decay) * w
+                                                     for e, w in zip(expected, weights)]
     averaged = list(_evaluated(model, average).parameters())
     assert not torch.equal(averaged[0], next(model.parameters()))
     for e, a in zip(expected, averaged):
         torch.testing.assert_close(a, e)
-    assert _evaluated(model, _weight_average(model, tp.model_copy(update={"weight_average": 0.0}))) is model
+    assert _evaluated(model, _weight_average(model, tp.model_copy(update={"weight_average": 0.0}), 1)) is model
