@@ -75,7 +75,7 @@ bench-peers: $(STAMP) $(PEERS_STAMP)  ## RecBole's SASRec (CE) and FEARec on the
 SCIENTIFIC_DIR ?= runs/scientific
 bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Amazon Scientific 2018 (run in runs/scientific)
 	$(BIN)/interest params-for $(SCIENTIFIC_DIR) --dataset Scientific
-	$(BIN)/interest run --to finetune_cold --params $(SCIENTIFIC_DIR)/params.yaml
+	$(BIN)/interest run --to evaluate --params $(SCIENTIFIC_DIR)/params.yaml
 	$(BIN)/interest run evaluate_cold --params $(SCIENTIFIC_DIR)/params.yaml
 	cp $(SCIENTIFIC_DIR)/metrics/cold_start.json metrics/cold_start_scientific.json
 	$(BIN)/dvc metrics show metrics/cold_start_scientific.json
