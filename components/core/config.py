@@ -240,6 +240,7 @@ class RegistryParams(_Section):
 class GateParams(_Section):
     ndcg_tolerance: float = Field(ge=0, lt=1)
     cold_recall_tolerance: float = Field(ge=0, lt=1)
+    cold_warm_floor: float = Field(ge=0, le=1)
     cases: int = Field(ge=0)
     ope_slates: int = Field(gt=0)
     ope_min_support: float = Field(ge=0, le=1)

@@ -6,7 +6,9 @@ feedback, which production's own slates made possible), read as item ids so that
 trained on other catalogues are comparable (history items a version does not know are left out
 of its histories; a target it does not know is a miss). The candidate is promoted only when
 neither its NDCG@10 nor its Recall@10 on cases whose target is a new (cold) product is worse than
-production's beyond the relative tolerances in gate.*, nor, where the feedback store holds logged
+production's beyond the relative tolerances in gate.* (new products pass too when they reach
+gate.cold_warm_floor of the candidate's own warm-target Recall@10: a production version that
+over-exposes new products at warm items' expense must not lock better models out), nor, where the feedback store holds logged
 slates that cover both versions' slates, its off-policy clicks per shown item (SNIPS,
 components.serving.off_policy); with no production version yet, the first
 candidate is promoted. The decision and every figure go to gate.metrics_file and to the
@@ -55,14 +57,16 @@ def held_out_cases(params: Params) -> tuple[pd.DataFrame, int]:
 
 
 def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> dict[str, float]:
-    """NDCG@10 over all cases and Recall@10 over cold-target cases, as `evaluate` ranks them."""
+    """NDCG@10 over all cases and Recall@10 over cold- and warm-target cases, as `evaluate` ranks them."""
     histories = [recommender.known_indices(h) for h in cases["history"]]
     targets = np.array([(recommender.known_indices([t]) or [0])[0] for t in cases["target"]])   # 0 ranks last: a miss
     ranks = rank_cases(recommender, histories, targets, params.evaluate)[HEADLINE_PROTOCOL].ranks
     per_case = case_metrics(ranks, [K])
     cold = cases["target_is_cold"].to_numpy()
+    recall = per_case[f"recall@{K}"]
     return {f"ndcg@{K}": round(float(per_case[f"ndcg@{K}"].mean()), 6),
-            f"cold_recall@{K}": round(float(per_case[f"recall@{K}"][cold].mean()), 6) if cold.any() else None,
+            f"cold_recall@{K}": round(float(recall[cold].mean()), 6) if cold.any() else None,
+            f"warm_recall@{K}": round(float(recall[~cold].mean()), 6) if (~cold).any() else None,
             "cases": int(len(cases)), "cold_cases": int(cold.sum())}
 
 
@@ -99,9 +103,16 @@ def not_worse(candidate: dict, production: dict, params: Params) -> tuple[bool, 
         if candidate[key] is None or production[key] is None:
             continue
         floor = production[key] * (1 - tolerance)
-        if candidate[key] < floor:
-            reasons.append(f"{key} {candidate[key]:.4f} < {floor:.4f} (production {production[key]:.4f} "
-                           f"less {tolerance:.0%})")
+        if candidate[key] >= floor:
+            continue
+        reason = f"{key} {candidate[key]:.4f} < {floor:.4f} (production {production[key]:.4f} less {tolerance:.0%})"
+        warm = candidate[f"warm_recall@{K}"]
+        if key == f"cold_recall@{K}" and warm:
+            own_floor = params.gate.cold_warm_floor * warm
+            if candidate[key] >= own_floor:
+                continue
+            reason += f" and < {own_floor:.4f} ({params.gate.cold_warm_floor:.0%} of its warm-target {warm:.4f})"
+        reasons.append(reason)
     return not reasons, reasons
 
 

@@ -1,7 +1,8 @@
 """The gate on the registered sample, in a copy of its model store: the first candidate is
 promoted, asking again promotes nothing twice, and a worse candidate (popularity alone; a model
 trained on shuffled targets) is refused with its figures and reasons recorded (gate.json and the
-candidate's metadata) while production stays."""
+candidate's metadata) while production stays. A production version that over-exposes new
+products does not lock out a candidate that gives them their floor share."""
 from __future__ import annotations
 
 import shutil
@@ -11,14 +12,14 @@ import pytest
 
 from components.core.config import Params, load_params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
-from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate
+from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate, not_worse
 from components.feedback.events import Event
 from components.feedback.store import open_store, sqlite_url
 from components.pipeline import run_step, select_steps
 from components.registry.promotion import production_tag, promotion_history
 from components.registry.store import model_store, store_home
 from components.serving.recommender import load_recommender
-from tests.conftest import derived_params
+from tests.conftest import ROOT, derived_params
 from tests.registry_copies import store_copy
 
 pytestmark = pytest.mark.model
@@ -52,6 +53,7 @@ def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):
     first = gate(params)
     assert first["decision"] == PROMOTED and production_tag(params) == first["candidate"]
     assert first["candidate_figures"]["ndcg@10"] > 0 and first["candidate_figures"]["cases"] > 100
+    assert 0 < first["candidate_figures"]["warm_recall@10"] <= 1
 
     again = gate(params)
     assert again["decision"] == UNCHANGED and len(promotion_history(params)) == 1
@@ -63,6 +65,20 @@ def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):
     assert any(reason.startswith("ndcg@10") for reason in refused["reasons"])
     assert read_json(params.path(params.gate.metrics_file))["decision"] == REFUSED
     assert model_store(params).get(worse).info.metadata["gate"]["decision"] == REFUSED
+
+
+def test_new_products_pass_at_their_floor_share_even_below_an_over_exposing_production():
+    """Production gives new products more places than the floor at warm items' cost (figures of a
+    real refusal: a better candidate was refused on new-product recall alone)."""
+    params = load_params(ROOT / "params.yaml", environ={})
+    production = {"ndcg@10": 0.0560, "cold_recall@10": 0.0815, "warm_recall@10": 0.0980}
+    fair = {"ndcg@10": 0.0619, "cold_recall@10": 0.0552, "warm_recall@10": 0.1070}
+    assert fair["cold_recall@10"] < production["cold_recall@10"] * (1 - params.gate.cold_recall_tolerance)
+    assert not_worse(fair, production, params) == (True, [])
+    starved = {**fair, "cold_recall@10": 0.4 * fair["warm_recall@10"]}
+    passed, reasons = not_worse(starved, production, params)
+    assert not passed and len(reasons) == 1 and reasons[0].startswith("cold_recall@10") and "warm-target" in reasons[0]
+    assert not_worse(starved, {**production, "cold_recall@10": 0.044}, params) == (True, [])
 
 
 def test_a_model_trained_on_shuffled_targets_is_refused(own_store, prepared_sample, tmp_path):
