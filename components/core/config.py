@@ -162,6 +162,8 @@ class TrainParams(_Section):
     device: str
     eval_batch_size: int = Field(gt=0)
     final_epochs: int = Field(ge=0)
+    final_newest_passes: int = Field(ge=0)
+    final_newest_lr_scale: float = Field(gt=0)
     model_file: Path
     final_model_file: Path
     metrics_file: Path

@@ -189,6 +189,20 @@ def test_training_rows_hold_every_next_item_once(every_prefix):
         assert targets.tolist() == [[7, 8], [0, 5]]
 
 
+@pytest.mark.parametrize("every_prefix", [False, True])
+def test_newest_rows_are_the_rows_that_end_with_each_shoppers_newest_item(every_prefix):
+    import pandas as pd
+    from components.training.train import newest_rows, training_tensors
+
+    train = pd.DataFrame({"user": ["b", "a", "c", "a", "b", "a", "d", "d"], "position": [1, 2, 0, 0, 0, 1, 1, 0],
+                          "item_idx": [5, 7, 4, 5, 9, 6, 3, 2]}).sample(frac=1, random_state=0)
+    inputs, targets = training_tensors(train, max_len=2, every_prefix=every_prefix)
+    rows = newest_rows(train, every_prefix)
+    assert targets[rows, -1].tolist() == [7, 5, 3]           # a, b, d (c has no next item)
+    assert inputs[rows, -1].tolist() == [6, 9, 2]
+    assert len(rows) == 3 and (len(rows) < len(inputs)) == every_prefix
+
+
 def test_training_decays_the_learning_rate_on_each_plateau_and_stops_by_patience():
     scripted = iter([0.10, 0.20, 0.15, 0.25, 0.20, 0.10, 0.30])     # valid NDCG@10 per epoch
     tp = load_params(ROOT / "params.yaml", environ={}).train.model_copy(
