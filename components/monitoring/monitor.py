@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 
 def _window_name(until: float) -> str:
-    return datetime.fromtimestamp(until, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """The window's end to the millisecond: two passes within one second would otherwise share a
+    name, and the second would replace the first's record and overwrite its checked events."""
+    return datetime.fromtimestamp(until, timezone.utc).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
 
 
 def read_history(params: Params) -> list[dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from components.core.config import load_params
-from components.core.io import read_json
+from components.core.io import read_json, read_parquet
 from components.monitoring.monitor import monitor
 from components.serving.app import FeedbackInput, ServingApp
 
@@ -49,6 +49,7 @@ def test_a_pass_checks_the_window_measures_it_and_moves_on(served_sample, tmp_pa
     assert window["retrain"]["retrain"] is False and "not_a_bot_flood" in window["retrain"]["held_back"]
     assert window["quality"]["rows"] == window["events"] and window["drift"]["reference"] == "training"
 
-    again = monitor(params)
+    again = monitor(params, until=window["until"] + 0.002)   # a pass within the same second keeps its own window
     assert again["since"] == window["until"] and again["events"] == 0 and again["metrics"] == []
-    assert len(read_json(tmp_path / "online.json")["windows"]) == 2
+    assert [w["name"] for w in read_json(tmp_path / "online.json")["windows"]] == [window["name"], again["name"]]
+    assert len(read_parquet(window["files"]["valid"])) == window["check"]["valid"] > 0   # not overwritten by the second
