@@ -106,8 +106,7 @@ def not_worse(candidate: dict, production: dict, params: Params) -> tuple[bool, 
         if candidate[key] >= floor:
             continue
         reason = f"{key} {candidate[key]:.4f} < {floor:.4f} (production {production[key]:.4f} less {tolerance:.0%})"
-        warm = candidate[f"warm_recall@{K}"]
-        if key == f"cold_recall@{K}" and warm:
+        if key == f"cold_recall@{K}" and (warm := candidate[f"warm_recall@{K}"]):
             own_floor = params.gate.cold_warm_floor * warm
             if candidate[key] >= own_floor:
                 continue

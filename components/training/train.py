@@ -267,22 +267,20 @@ def final_pass(model: InterestModel, tp: TrainParams, seen: pd.DataFrame, lr: fl
     final = copy.deepcopy(model).to(device)
     final.known.copy_(known_mask(seen, model.cfg.n_items).to(device))
     inputs, targets = training_tensors(seen, model.cfg.max_len, tp.every_prefix)
-    newest = newest_rows(seen, tp.every_prefix)
     optim, amp, average = _optimizer(final, lr, tp, device), _autocast(device), \
         _weight_average(final, tp, _steps_per_epoch(len(inputs), tp))
     lengths = (inputs != 0).sum(1)
-    passes = [(f"final epoch {epoch}", None) for epoch in range(1, tp.final_epochs + 1)] + \
-        [(f"newest prefixes {n}", newest) for n in range(1, tp.final_newest_passes + 1)]
+    every, newest = torch.arange(len(inputs)), newest_rows(seen, tp.every_prefix)
+    passes = [(f"final epoch {epoch}", every, lr) for epoch in range(1, tp.final_epochs + 1)] + \
+        [(f"newest prefixes {n}", newest, lr * tp.final_newest_lr_scale) for n in range(1, tp.final_newest_passes + 1)]
     with seeded(tp.seed, tp.deterministic, device):
         gen = torch.Generator().manual_seed(tp.seed)
         final.train()
-        for desc, rows in passes:
-            if rows is not None:
-                for group in optim.param_groups:
-                    group["lr"] = lr * tp.final_newest_lr_scale
-            order = torch.randperm(len(inputs), generator=gen) if rows is None else \
-                rows[torch.randperm(len(rows), generator=gen)]
-            batches = bucketed_batches(order, lengths, tp.batch_size, tp.bucket_batches, gen)
+        for desc, rows, rate in passes:
+            for group in optim.param_groups:
+                group["lr"] = rate
+            batches = bucketed_batches(rows[torch.randperm(len(rows), generator=gen)], lengths, tp.batch_size,
+                                       tp.bucket_batches, gen)
             train_epoch(final, optim, batches, inputs, targets, tp, device, amp, desc, average=average)
     return _evaluated(final.eval(), average)
 

@@ -68,8 +68,8 @@ def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):
 
 
 def test_new_products_pass_at_their_floor_share_even_below_an_over_exposing_production():
-    """Production gives new products more places than the floor at warm items' cost (figures of a
-    real refusal: a better candidate was refused on new-product recall alone)."""
+    """Production gives new products more places than the floor at warm items' cost (figures shaped
+    like a real refusal's: a better candidate was refused on new-product recall alone)."""
     params = load_params(ROOT / "params.yaml", environ={})
     production = {"ndcg@10": 0.0560, "cold_recall@10": 0.0815, "warm_recall@10": 0.0980}
     fair = {"ndcg@10": 0.0619, "cold_recall@10": 0.0552, "warm_recall@10": 0.1070}
