@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-seeds bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,12 +60,18 @@ bench-quality: $(STAMP)  ## evaluate on the full data (dvc repro evaluate) and p
 	$(BIN)/interest bench-quality
 
 PUBLISHED_DIR ?= runs/published
-bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-out) on full Beauty, run in runs/published
+bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-out) on full Beauty in runs/published, the peers' protocol and the deployed rows, then every seed (bench-seeds)
 	$(BIN)/interest params-for $(PUBLISHED_DIR) --set split.cold_item_fraction=0
 	$(BIN)/interest run --to evaluate --params $(PUBLISHED_DIR)/params.yaml
 	cp $(PUBLISHED_DIR)/metrics/ranking.json metrics/ranking_published_setting.json
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
 	$(BIN)/interest bench-quality --params $(PUBLISHED_DIR)/params.yaml
+	$(MAKE) bench-seeds
+
+bench-seeds: $(STAMP)  ## the published setting once more per other seed of benchmark.seeds, then mean ± sd over all: metrics/seeds.json
+	@test -f $(PUBLISHED_DIR)/metrics/ranking.json || { echo "run make bench-quality-published first"; exit 2; }
+	$(BIN)/interest bench-seeds --params $(PUBLISHED_DIR)/params.yaml
+	cp $(PUBLISHED_DIR)/metrics/seeds.json metrics/seeds.json
 
 bench-peers: $(STAMP) $(PEERS_STAMP)  ## RecBole's SASRec (CE) and FEARec on the published-setting split, same cores and wall clock as ours: metrics/peers.json, reports/peers.png
 	@test -f $(PUBLISHED_DIR)/metrics/ranking.json || $(MAKE) bench-quality-published

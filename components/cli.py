@@ -1,6 +1,6 @@
 """`interest`: one command per pipeline step (made from components.pipeline.STEPS), `run` and
 `steps` for the pipeline as a whole, and the commands around it (recommend, add-items,
-params-for, bench-quality, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
+params-for, bench-quality, bench-seeds, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
 from __future__ import annotations
 
 import json
@@ -250,6 +250,22 @@ def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
     """Print our test figures next to the published Beauty results (same protocol, R@10 / N@10)."""
     from components.evaluation.benchmark import quality_report
     typer.echo(quality_report(_params(params)))
+
+
+@app.command("bench-seeds")
+def bench_seeds(params: Optional[Path] = ParamsOpt) -> None:
+    """Train and evaluate PARAMS' setting once more per other seed of benchmark.seeds (train.seed
+    and coldstart.seed; each in benchmark.seeds_dir/<seed>), then print every figure as mean ± sd
+    over the seeds, PARAMS' own run included (run it first). Writes benchmark.seeds_metrics_file."""
+    from components.core.config import default_params_path, load_params
+    from components.evaluation.seeds import seed_runs, seeds_summary, seeds_table
+    p = _params(params)
+    runs = seed_runs(p, params or default_params_path())
+    for run in runs[1:]:
+        typer.secho(f"seed {run.seed}: {run.params_file}", bold=True)
+        for step in select_steps(to="evaluate"):
+            run_step(step.name, load_params(run.params_file))
+    typer.echo(seeds_table(seeds_summary(p, runs)))
 
 
 @app.command("bench-serve")

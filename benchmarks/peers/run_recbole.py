@@ -4,7 +4,10 @@ the peers' own virtualenv (make bench-peers), never imported by the project.
 RecBole's own data pipeline, model and trainer do the work (leave-one-out by time, full ranking,
 history items removed before ranking); this script only drives the epochs so that the budget,
 the patience and the best-valid choice are the project's, keeps the best weights in memory, and
-records valid NDCG@10 against wall-clock seconds. Output: one JSON file (--out).
+records valid NDCG@10 against wall-clock seconds. Output: one JSON file (--out) and, with
+--scores, the selected model's full score row of every test case, so that the project ranks
+them with its own metrics under both protocols (RecBole 1.2.1 removes no history item for
+sequential models: its own test figures are unmasked ones).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ def main() -> None:
     parser.add_argument("--seconds", required=True, type=float, help="wall-clock budget for training and validation")
     parser.add_argument("--patience", required=True, type=int, help="epochs without a better valid NDCG@10 before stopping")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--scores", type=Path, help="folder for the test cases' scores: scores.npy [cases, items + 1] "
+                                                  "(float32, column = RecBole's item id), cases.json (user and target "
+                                                  "tokens per row), items.json (item token per column)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
@@ -76,9 +82,37 @@ def main() -> None:
                "budget_seconds": args.seconds, "torch_threads": torch.get_num_threads(),
                "test": {"recall@10": float(test["recall@10"]), "ndcg@10": float(test["ndcg@10"])},
                "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1)}
+    if args.scores:
+        export_scores(trainer, test_data, dataset, args.scores)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2))
     log.info("%s test: %s", args.model, figures["test"])
+
+
+def export_scores(trainer, test_data, dataset, folder: Path) -> None:
+    """Every test case's full score row as RecBole's evaluation computes it (padding at -inf),
+    written batch by batch into one memory-mapped array."""
+    import numpy as np
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uid, iid = dataset.uid_field, dataset.iid_field
+    n_cases = sum(len(batch[0]) for batch in test_data)
+    scores = np.lib.format.open_memmap(folder / "scores.npy", mode="w+", dtype=np.float32,
+                                       shape=(n_cases, dataset.item_num))
+    users, targets, row = [], [], 0
+    trainer.model.eval()
+    with torch.no_grad():
+        for batch in test_data:
+            interaction, batch_scores, _, positive_i = trainer._full_sort_batch_eval(batch)
+            scores[row:row + len(batch_scores)] = batch_scores.float().cpu().numpy()
+            row += len(batch_scores)
+            users += list(dataset.id2token(uid, interaction[uid].cpu().numpy()))
+            targets += list(dataset.id2token(iid, positive_i.cpu().numpy()))
+    scores.flush()
+    (folder / "cases.json").write_text(json.dumps({"user": [str(u) for u in users], "target": [str(t) for t in targets]}))
+    (folder / "items.json").write_text(json.dumps([str(t) for t in dataset.field2id_token[iid]]))
+    log.info("test scores of %d cases written to %s", row, folder)
 
 
 if __name__ == "__main__":

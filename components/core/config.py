@@ -230,6 +230,9 @@ class BenchmarkParams(_Section):
     consistency_cases: int = Field(ge=0)
     consistency_metrics_file: Path
     consistency_plot: Path
+    seeds: tuple[int, ...] = Field(min_length=2)
+    seeds_dir: Path
+    seeds_metrics_file: Path
     peers: PeersParams
 
 

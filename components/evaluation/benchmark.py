@@ -1,6 +1,7 @@
 """Our measured figures next to the published ones for the same dataset, protocol by protocol.
 
-Reads the evaluation output (evaluate.metrics_file), the published figures
+Reads the evaluation output (evaluate.metrics_file: the deployed recommender's figures and the
+peers' protocol ones), the published figures
 (benchmark.published_file: by dataset, each row with the protocol it was measured on) and, when
 training has run, its wall time (train.metrics_file, key `train_seconds`), so `make
 bench-quality` answers "where do we stand" in one table per protocol: unmasked (the history
@@ -14,17 +15,27 @@ from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.io import read_json
 from components.evaluation.metrics import HEADLINE_SUBSET, PROTOCOLS
+from components.evaluation.ranking import PROTOCOL_PEERS, SETTINGS
 
 
-def quality_rows(ranking: dict, published: list[dict], protocol: str, k: int) -> pd.DataFrame:
-    """One row per measured or published model on `protocol` at cut-off k, best NDCG first."""
+def quality_rows(figures: dict, published: list[dict], protocol: str, k: int) -> pd.DataFrame:
+    """One row per model of ours (`figures`: {protocol: {subset: {model: metrics}}}) and per
+    published row on `protocol` at cut-off k, best NDCG first. Pass no published rows where ours
+    were not measured under the published protocol."""
     recall, ndcg = f"recall@{k}", f"ndcg@{k}"
     ours = [{"kind": "ours", "model": model, recall: m[recall], ndcg: m[ndcg],
              "source": f"measured: {HEADLINE_SUBSET}, {protocol}"}
-            for model, m in ranking[protocol][HEADLINE_SUBSET].items()]
+            for model, m in figures[protocol][HEADLINE_SUBSET].items()]
     theirs = [{"kind": "published", "model": r["model"], recall: r[recall], ndcg: r[ndcg], "source": r["source"]}
               for r in published if r["protocol"] == protocol]
     return pd.DataFrame(ours + theirs).sort_values(ndcg, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def table_lines(table: pd.DataFrame, k: int) -> list[str]:
+    width = max(table["model"].str.len().max(), len("model"))
+    return [f"{'':<9}  {'model':<{width}}  {f'R@{k}':>6}  {f'N@{k}':>6}  source",
+            *(f"{r.kind:<9}  {r.model:<{width}}  {r[f'recall@{k}']:>6.4f}  {r[f'ndcg@{k}']:>6.4f}  {r.source}"
+              for _, r in table.iterrows())]
 
 
 def published_for(params: Params) -> tuple[dict, dict]:
@@ -48,24 +59,33 @@ def measured_on(cases: dict[str, int]) -> str:
 
 
 def quality_report(params: Params) -> str:
-    """The bench-quality tables as text: per protocol, measured and published rows by NDCG@k."""
+    """The bench-quality tables as text. First the peers' protocol (trained on the training
+    interactions only, selected on valid, tested once), per ranking protocol, with the published
+    rows beside it when the split is the published setting; then the deployed recommender (also
+    trained on the valid items), ours alone: it is never set beside a published row."""
     metrics_file = params.path(params.evaluate.metrics_file)
     if not metrics_file.is_file():
         raise InterestError(f"no evaluation results at {metrics_file}: run `interest evaluate` (or `dvc repro evaluate`) first")
     published, entry = published_for(params)
     ranking = read_json(metrics_file)
+    if PROTOCOL_PEERS not in ranking:
+        raise InterestError(f"{metrics_file} predates the peers' protocol figures: run `interest evaluate` again")
     k = published["k"]
+    published_setting = not ranking["cases"].get("test_cold", 0) and not params.data.sample_users
     lines = [entry["description"], measured_on(ranking["cases"])]
     if not entry["results"]:
         lines.append(f"no published figures for {params.data.dataset} in {params.benchmark.published_file}")
-    for protocol in PROTOCOLS:
-        table = quality_rows(ranking, entry["results"], protocol, k)
-        width = max(table["model"].str.len().max(), len("model"))
-        lines += ["", f"protocol {protocol}: {published['protocols'][protocol]}",
-                  f"{'':<9}  {'model':<{width}}  {f'R@{k}':>6}  {f'N@{k}':>6}  source",
-                  *(f"{r.kind:<9}  {r.model:<{width}}  {r[f'recall@{k}']:>6.4f}  {r[f'ndcg@{k}']:>6.4f}  {r.source}"
-                    for _, r in table.iterrows())]
-    lines.append("")
+    elif not published_setting:
+        lines.append("published figures are set only beside the published setting (every shopper, no held-out new "
+                     "products): `make bench-quality-published`")
+    beside = entry["results"] if published_setting else []
+    for setting, figures, rows in ((PROTOCOL_PEERS, ranking[PROTOCOL_PEERS], beside), ("deployed", ranking, [])):
+        lines += ["", f"{setting}: {SETTINGS[setting]}"]
+        for protocol in PROTOCOLS:
+            lines += [f"protocol {protocol}: {published['protocols'][protocol]}",
+                      *table_lines(quality_rows(figures, rows, protocol, k), k)]
+    lines += ["", "the interest model and the fusion read item text (embed.encoder); the published sequential "
+              "models (all but GRAM) read item ids alone"]
     seconds = train_seconds(params)
     lines.append(f"interest model training wall time: {seconds:.0f} s" if seconds is not None
                  else f"interest model training wall time: n/a (no {params.train.metrics_file})")
@@ -75,6 +95,6 @@ def quality_report(params: Params) -> str:
         lines.append(f"popularity check: counted over all interactions, test targets included (a leak; how the "
                      f"published Pop row counts): R@{k} {check[f'recall@{k}']:.4f}  N@{k} {check[f'ndcg@{k}']:.4f} "
                      f"vs published {pop[f'recall@{k}']:.4f} / {pop[f'ndcg@{k}']:.4f}; our popularity row counts "
-                     "the interactions known before the test (train and valid)")
+                     "the interactions known before the test")
     lines.append(f"note: {published['note']}")
     return "\n".join(lines)

@@ -53,9 +53,9 @@ class PopularityScorer:
 
     name = "popularity"
 
-    def __init__(self, counts: np.ndarray):
+    def __init__(self, counts: np.ndarray, known: np.ndarray | None = None):
         self._row = _with_padding_excluded(np.asarray(counts, dtype=np.float32)[None, :])
-        self.known = np.asarray(counts) > 0   # items with interactions (fusion: see models.fusion.fuse)
+        self.known = known    # items it can score, when the caller says (fusion: see models.fusion.fuse)
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         return np.repeat(self._row, len(histories), axis=0)
@@ -102,7 +102,7 @@ class ItemKnnScorer:
     def __init__(self, similarity: sp.csr_matrix, recency_decay: float, known: np.ndarray | None = None):
         self._similarity = similarity.astype(np.float32)
         self._decay = recency_decay
-        self.known = known    # items with interactions, when the fit says (fusion: see models.fusion.fuse)
+        self.known = known    # items it can score, when the caller says (fusion: see models.fusion.fuse)
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         weights = history_matrix(histories, self._similarity.shape[0], self._decay).astype(np.float32)
@@ -145,10 +145,13 @@ def fit_baselines(cfg: BaselinesParams, split: Split) -> BaselineFit:
     return BaselineFit(train_counts(split), similarity)
 
 
-def baseline_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesParams) -> list[Scorer]:
-    """Popularity, item-kNN and text similarity, in this order (the fusion's sum follows it)."""
+def baseline_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesParams,
+                     known: np.ndarray | None = None) -> list[Scorer]:
+    """Popularity, item-kNN and text similarity, in this order (the fusion's sum follows it).
+    `known`: the items popularity and item-kNN speak for (None: all); the others are new
+    products, which the fusion ranks by the scorers that can (models.fusion.fuse)."""
     return [
-        PopularityScorer(fit.counts),
-        ItemKnnScorer(fit.similarity, cfg.item_knn.recency_decay, fit.counts > 0),
+        PopularityScorer(fit.counts, known),
+        ItemKnnScorer(fit.similarity, cfg.item_knn.recency_decay, known),
         TextSimilarityScorer(embeddings, cfg.text.recency_decay),
     ]

@@ -13,6 +13,7 @@ import numpy as np
 from components.core.config import BaselinesParams
 from components.data.split import PAD
 from components.models.baselines import BaselineFit, baseline_scorers
+from components.models.model_scorer import ModelScorer
 from components.models.scorer import Scorer
 
 
@@ -41,7 +42,8 @@ def zscore_rows(scores: np.ndarray) -> np.ndarray:
 
 def known_items(scorer: Scorer) -> np.ndarray | None:
     """[n_items + 1] bool: the items a scorer can score (None: every item). Popularity and
-    item-kNN know only items with interactions; their score for the others is no evidence."""
+    item-kNN know the catalogue but new products (the split's hold-out, products added since:
+    fused_scorers); their score for those is no evidence."""
     return getattr(scorer, "known", None)
 
 
@@ -55,7 +57,7 @@ def fuse(normalised: Sequence[np.ndarray | None], weights: Sequence[float],
          known: Sequence[np.ndarray | None] | None = None, cold_offset: float = 0.0) -> np.ndarray:
     """Weighted sum of z-scored matrices (None where the weight is 0); padding at -inf.
 
-    An item only some scorers can score (a new product: no interactions yet) is fused over those
+    An item only some scorers can score (a new product) is fused over those
     scorers alone, rescaled to the full weight, so the others' silence is not a penalty, and gets
     cold_offset on top (its exposure, calibrated on valid). Items every weighted scorer knows get
     exactly the plain weighted sum."""
@@ -115,7 +117,10 @@ class FusionScorer:
                     [known_items(s) for s in self.scorers], self.cold_offset)
 
 
-def fused_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesParams, model: Scorer) -> list[Scorer]:
+def fused_scorers(fit: BaselineFit, embeddings: np.ndarray, cfg: BaselinesParams, model: ModelScorer) -> list[Scorer]:
     """What the served fusion combines, in its order: the baselines fitted on `fit`, then the model.
-    The evaluation, the cold-start evaluation and the Recommender all build it here."""
-    return [*baseline_scorers(fit, embeddings, cfg), model]
+    The evaluation, the cold-start evaluation and the Recommender all build it here. The
+    baselines know the items the model scores by a trained ID (the split's new products and
+    products added since are the others), never "the items with interactions in the fit": that
+    would make an item new because its interactions all fall among the held-out targets."""
+    return [*baseline_scorers(fit, embeddings, cfg, model.id_items), model]

@@ -25,6 +25,9 @@ class ModelScorer:
         self.name = name
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        # items scored through their trained ID embedding (the rest by text alone: new products);
+        # the baselines fused with this model know exactly these (models.fusion.fused_scorers)
+        self.id_items = model.known.cpu().numpy() > 0
         with torch.inference_mode():
             self.items = model.item_representations()
             self.text_t = model.text.T.contiguous()   # one shopper's text match is 3x faster on it

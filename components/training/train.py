@@ -265,7 +265,6 @@ def final_pass(model: InterestModel, tp: TrainParams, seen: pd.DataFrame, lr: fl
     five epochs, .0696 after six newest passes at 0.3 of the rate; Scientific .0834, .0866,
     .0892 (at the full rate the weights as trained overfit the few rows: Beauty .0618 after four)."""
     final = copy.deepcopy(model).to(device)
-    final.known.copy_(known_mask(seen, model.cfg.n_items).to(device))
     inputs, targets = training_tensors(seen, model.cfg.max_len, tp.every_prefix)
     optim, amp, average = _optimizer(final, lr, tp, device), _autocast(device), \
         _weight_average(final, tp, _steps_per_epoch(len(inputs), tp))
@@ -285,10 +284,14 @@ def final_pass(model: InterestModel, tp: TrainParams, seen: pd.DataFrame, lr: fl
     return _evaluated(final.eval(), average)
 
 
-def known_mask(train: pd.DataFrame, n_items: int) -> torch.Tensor:
-    """[n_items + 1]: 1 for the items the training interactions hold."""
-    known = torch.zeros(n_items + 1)
-    known[torch.as_tensor(train["item_idx"].unique())] = 1.0
+def known_mask(item_index: pd.DataFrame) -> torch.Tensor:
+    """[n_items + 1]: 1 for every catalogue item the split did not hold out as new (is_cold), 0
+    for the held-out ones and padding. Which items have interactions in the training rows does
+    not decide it: in 5-core data an item absent from them has all its interactions among the
+    held-out targets, so treating it as new would use what the held-out data holds. Such an item
+    keeps its ID embedding, learnt as a negative only, as the peers' models score it."""
+    known = torch.zeros(len(item_index) + 1)
+    known[torch.tensor(item_index.loc[~item_index["is_cold"].astype(bool), "item_idx"].to_numpy())] = 1.0
     return known
 
 
@@ -334,7 +337,7 @@ def run(params: Params) -> dict:
     text = None
     if params.model.mode != "id":
         text = torch.from_numpy(load_item_embeddings(params))
-    known = known_mask(split.train, n_items)
+    known = known_mask(split.item_index)
     cfg = model_config(params, n_items, 0 if text is None else text.shape[1])
     inputs, targets = training_tensors(split.train, cfg.max_len, params.train.every_prefix)
     if ctx.is_main:

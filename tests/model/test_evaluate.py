@@ -1,6 +1,7 @@
 """Evaluation end to end on the real 400-shopper sample: a quickly trained model and the baselines."""
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -71,16 +72,27 @@ def test_comparison_plot_and_self_contained_report(evaluated):
     assert not re.search(r"""(src|href)=["']https?:""", page)  # no internet needed to view it
 
 
-def test_bench_quality_tables_list_ours_and_published_per_protocol(evaluated):
-    params, _ = evaluated
-    unmasked, masked = quality_report(params).split("protocol masked:")
-    for name in ("item_knn", "fusion", "SASRec", "TIGER", "OneRec-SFT (1.7B)"):
-        assert name in unmasked
-    for name in ("item_knn", "fusion", "BSARec", "WEARec", "TV-Rec", "GRAM"):
-        assert name in masked
-    assert "BSARec" not in unmasked and "TIGER" not in masked
-    other = quality_report(params.model_copy(update={"data": params.data.model_copy(update={"dataset": "Toys_and_Games"})}))
-    assert "GRAM" in other and "BSARec" not in other and "fusion" in other
+def test_bench_quality_sets_published_rows_only_beside_the_peers_protocol_of_the_published_setting(evaluated, tmp_path):
+    params, results = evaluated
+    assert set(results["protocol_peers"]) == {*PROTOCOLS, "cases"}
+    assert set(results["protocol_peers"]["masked"]["test"]) == MODELS
+    sample = quality_report(params)      # a sample with new products held out: ours alone, both settings
+    peers, deployed = sample.split("\ndeployed:")
+    for part in (peers, deployed):
+        assert "protocol unmasked" in part and "protocol masked" in part and "fusion" in part and "item_knn" in part
+    assert "published  " not in sample and "make bench-quality-published" in sample
+    # the published setting (every shopper, no hold-out): published rows in the peers' protocol tables alone
+    ranking = {**results, "cases": {k: v for k, v in results["cases"].items() if k != "test_cold"}}
+    (tmp_path / "ranking.json").write_text(json.dumps(ranking))
+    published = params.model_copy(update={"data": params.data.model_copy(update={"sample_users": 0}),
+                                          "evaluate": params.evaluate.model_copy(update={"metrics_file": tmp_path / "ranking.json"})})
+    peers, deployed = quality_report(published).split("\ndeployed:")
+    unmasked, masked = peers.split("protocol masked")
+    for name in ("SASRec", "TIGER", "OneRec-SFT (1.7B)"):
+        assert name in unmasked and name not in masked
+    for name in ("BSARec", "WEARec", "TV-Rec", "GRAM"):
+        assert name in masked and name not in unmasked
+    assert "published  " not in deployed and "fusion" in deployed
 
 
 def test_training_curves_figure_has_one_panel_per_numeric_key():

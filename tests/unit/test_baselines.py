@@ -80,10 +80,10 @@ def test_text_similarity_profile_weighs_recent_items_more():
 
 
 def test_fusion_does_not_penalise_items_a_scorer_cannot_score():
-    """Item 3 has no interactions: popularity cannot score it, so it is fused over the other
-    scorer alone, rescaled to the full weight; items both know get the plain weighted sum."""
-    pop = PopularityScorer(np.array([0, 5, 1, 0, 2]))
-    assert pop.known.tolist() == [False, True, True, False, True]
+    """Item 3 is a new product (the caller says so, not its zero count): popularity cannot score
+    it, so it is fused over the other scorer alone, rescaled to the full weight; items both know
+    get the plain weighted sum."""
+    pop = PopularityScorer(np.array([0, 5, 1, 0, 2]), known=np.array([False, True, True, False, True]))
     content = PopularityScorer(np.array([0, 1, 2, 9, 3]))
     content.known = None                                  # stands for a scorer that knows every item
     z_pop, z_content = zscore_rows(pop.score([[1]])), zscore_rows(content.score([[1]]))
@@ -91,3 +91,14 @@ def test_fusion_does_not_penalise_items_a_scorer_cannot_score():
     for item in (1, 2, 4):
         assert fused[item] == pytest.approx(0.5 * z_pop[0, item] + z_content[0, item])
     assert fused[3] == pytest.approx(1.5 * z_content[0, 3])   # not 0.5 * (a zero count's low z)
+
+
+def test_an_item_without_counts_is_not_new_unless_the_caller_says_so():
+    """A zero count is no evidence that an item is new (in 5-core data it means its interactions
+    all fall among held-out targets): without `known`, popularity ranks it last like any item."""
+    pop = PopularityScorer(np.array([0, 5, 1, 0, 2]))
+    assert pop.known is None
+    other = PopularityScorer(np.array([0, 1, 2, 9, 3]))
+    fused = FusionScorer([pop, other], [0.5, 1.0], cold_offset=10.0).score([[1]])[0]
+    z_pop, z_other = zscore_rows(pop.score([[1]])), zscore_rows(other.score([[1]]))
+    assert fused[3] == pytest.approx(0.5 * z_pop[0, 3] + z_other[0, 3])   # plain sum, no offset
