@@ -119,8 +119,10 @@ class InterestService:
     def __init__(self) -> None:
         from components.core.log import configure_logging
         from components.serving.app import ServingApp
+        from components.serving.client_errors import log_client_errors_in_one_line
 
         configure_logging()
+        log_client_errors_in_one_line()
         threadpool_limits(LIMITS.blas_threads, user_api="blas")   # requests run in parallel threads already
         self.app = ServingApp(PARAMS, os.environ.get(TAG_ENV) or None)
         self.token = service_token(PARAMS.path(PARAMS.serving.token_file))

@@ -218,13 +218,13 @@ class PeersParams(_Section):
 class BenchmarkParams(_Section):
     published_file: Path
     serve_dir: Path
-    serve_startup_seconds: float = Field(gt=0)
     serve_replay_cases: int = Field(ge=0)
     serve_rate: int = Field(gt=0)
     serve_seconds: int = Field(gt=0)
     serve_step_rates: tuple[int, ...] = Field(min_length=1)
     serve_step_seconds: int = Field(gt=0)
     serve_p99_limit_ms: float = Field(gt=0)
+    serve_workers: tuple[int, ...] = Field(min_length=1)
     serve_metrics_file: Path
     consistency_levels: tuple[float, ...] = Field(min_length=1)
     consistency_cases: int = Field(ge=0)
@@ -480,6 +480,10 @@ class ServingParams(_Section):
     blas_threads: int = Field(ge=1)
     batch_max: int = Field(ge=1)
     batch_wait_ms: float = Field(ge=0)
+    port: int = Field(ge=1, le=65535)
+    workers: int = Field(ge=1)
+    cluster_dir: Path
+    startup_seconds: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> "ServingParams":
