@@ -464,6 +464,7 @@ class ServingParams(_Section):
     thompson_prior_shows: float = Field(gt=0)
     thompson_grid: int = Field(ge=16)
     feedback_counts_seconds: float = Field(ge=0)
+    engaged_poll_seconds: float = Field(ge=0)
     personalisation: float = Field(ge=0, le=1)
     segment_prior: float = Field(gt=0)
     thin_history: int = Field(ge=0)

@@ -5,13 +5,15 @@ More: each worker a single-process `bentoml serve` on a localhost port of its ow
 front on the service's port, balancing requests by least connections and checking /readyz.
 BentoML's own workers share one listening socket, so the kernel spreads connections, not
 requests: a keep-alive client stays on one worker. This is how the service sits behind a
-Kubernetes Service. The workers share one PostgreSQL feedback store: serving.store_url when
+Kubernetes Service. A request that names a session_id stays on the worker that made the
+session's slate (a stick table on the body's session_id). The workers share one PostgreSQL feedback store: serving.store_url when
 it names one, else a server this command keeps in serving.cluster_dir. A worker that dies is
 started again on its port; the balancer routes around it until it answers /readyz.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -50,13 +52,20 @@ backend workers
     balance leastconn
     option httpchk GET /readyz
     default-server inter 1s fall 2 rise 1
-{servers}
+{sessions}{servers}
+"""
+# a request naming a session_id goes where that session's first request went, for as long as the
+# session's slate is kept (serving.session_ttl_seconds): the slates live in the worker's memory
+STICKY_SESSIONS = """    option http-buffer-request
+    stick-table type string len 200 size 1m expire {ttl}s
+    stick on req.body,json_query('$.session_id')
 """
 
 
-def haproxy_config(port: int, worker_ports: list[int]) -> str:
+def haproxy_config(port: int, worker_ports: list[int], session_ttl_seconds: float = 0) -> str:
     servers = "\n".join(f"    server w{i} 127.0.0.1:{p} check" for i, p in enumerate(worker_ports))
-    return HAPROXY_CONFIG.format(workers=len(worker_ports), port=port, servers=servers)
+    sessions = STICKY_SESSIONS.format(ttl=max(1, math.ceil(session_ttl_seconds))) if session_ttl_seconds > 0 else ""
+    return HAPROXY_CONFIG.format(workers=len(worker_ports), port=port, sessions=sessions, servers=servers)
 
 
 @dataclass
@@ -142,7 +151,7 @@ def start_cluster(params: Params, port: int | None = None, workers: int | None =
     port = port if port is not None else cfg.port
     port = port or free_port()
     config = folder / "haproxy.cfg"
-    config.write_text(haproxy_config(port, [int(w.url.rsplit(":", 1)[1]) for w in started]))
+    config.write_text(haproxy_config(port, [int(w.url.rsplit(":", 1)[1]) for w in started], cfg.session_ttl_seconds))
     with open(folder / "haproxy.log", "a") as out:
         balancer = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT)
     cluster = Cluster(f"http://127.0.0.1:{port}", balancer, started, env, folder, cfg.startup_seconds, postgres)

@@ -23,13 +23,16 @@ TOKEN = "cluster-token"
 EVENTS = 400
 KILL_AFTER = 100    # acknowledged events before one worker is killed
 RETRIES = 50
+SESSION_TTL = 60
 
 
 @pytest.fixture
 def cluster(served_sample, tmp_path):
+    sessions = {"INTEREST__SERVING__SESSION_TTL_SECONDS": str(SESSION_TTL)}
     env = clean_env(BENTOML_HOME=str(store_home(served_sample)), INTEREST_SERVICE_TOKEN=TOKEN,
-                    INTEREST__SERVING__ADDED_ITEMS_DIR=str(tmp_path / "added"))
-    started = start_cluster(served_sample, port=0, workers=2, env=env, folder=tmp_path / "cluster")
+                    INTEREST__SERVING__ADDED_ITEMS_DIR=str(tmp_path / "added"), **sessions)
+    params = load_params(served_sample.root / "params.yaml", environ=sessions)
+    started = start_cluster(params, port=0, workers=2, env=env, folder=tmp_path / "cluster")
     yield started
     started.stop()
 
@@ -45,6 +48,18 @@ def test_requests_of_one_keep_alive_client_reach_both_workers(cluster, served_sa
     assert all(a.status_code == 200 for a in answers)
     assert len({tuple(i["item"] for i in a.json()["items"]) for a in answers}) == 1   # the same list from either
     assert all(seen >= 5 for seen in _requests_seen(cluster)), _requests_seen(cluster)
+
+
+def test_a_session_keeps_its_slate_whichever_connection_asks(cluster, served_sample):
+    """The slates live in a worker's memory: the balancer sends a session where its slate is."""
+    history = load_recommender(served_sample).catalogue["item"].head(4).tolist()
+    body = {"items": history, "k": 5, "policy": "softmax", "session_id": "s-1"}   # a random draw each time
+    answers = []
+    for _ in range(12):
+        with httpx.Client(timeout=30) as client:         # a new connection each time
+            answers.append(client.post(f"{cluster.url}/recommend", json=body).json())
+    assert not answers[0]["from_session"] and all(a["from_session"] for a in answers[1:])
+    assert len({tuple(i["item"] for i in a["items"]) for a in answers}) == 1
 
 
 def test_kill_9_of_a_worker_under_feedback_load_loses_nothing_and_stores_nothing_twice(cluster, served_sample):

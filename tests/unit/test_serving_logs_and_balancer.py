@@ -1,6 +1,8 @@
 """A client's mistake is one INFO line, a server fault keeps its ERROR traceback; the balancer's
 configuration names every worker and balances requests by least connections."""
 import logging
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -54,7 +56,13 @@ def test_a_server_error_keeps_its_traceback(exc):
     assert "Traceback" in logging.Formatter().format(record)
 
 
-def test_the_balancer_names_every_worker_and_balances_by_least_connections():
-    config = haproxy_config(3000, [4001, 4002])
+@pytest.mark.parametrize("session_ttl", [0, 30])
+def test_the_balancer_names_every_worker_balances_by_least_connections_and_haproxy_accepts_it(tmp_path, session_ttl):
+    config = haproxy_config(3000, [4001, 4002], session_ttl)
     assert "bind 127.0.0.1:3000" in config and "balance leastconn" in config and "option httpchk GET /readyz" in config
     assert "server w0 127.0.0.1:4001 check" in config and "server w1 127.0.0.1:4002 check" in config
+    assert ("stick on req.body,json_query('$.session_id')" in config) == bool(session_ttl)
+    (tmp_path / "haproxy.cfg").write_text(config)
+    checked = subprocess.run([shutil.which("haproxy") or "haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
