@@ -50,7 +50,6 @@ K6_SCRIPT = PROJECT_DIR / "benchmarks" / "k6" / "serve.js"
 FLOOR_APP_DIR = PROJECT_DIR / "benchmarks"
 REPLAY_K = 10
 MEMORY_SAMPLE_SECONDS = 0.5
-SETTLE_SECONDS = 10   # after a run, for the server to drain what an overload left queued
 FLOOR_STARTUP_SECONDS = 30
 TEXT_QUERY_WORDS = 4  # a text query: the first words of a product title
 ENDPOINTS = ("recommend", "mix", "feedback")
@@ -111,7 +110,7 @@ def _steps(url: str, params: Params, out: Path, files: dict[str, str], label: st
     for rate in cfg.serve_step_rates:
         step = _k6(url, "recommend", rate, cfg.serve_step_seconds, out, files, f"{label}step_")
         steps.append(step)
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(params.benchmark.serve_settle_seconds)
         if step["failures"] or step["dropped"] or step["p99_ms"] > cfg.serve_p99_limit_ms:
             break
         best = rate
@@ -162,7 +161,7 @@ def _bench_workers(params: Params, workers: int, out: Path, files: dict[str, str
             for endpoint in ENDPOINTS:
                 before = _stored_events(cluster) if endpoint == "feedback" else 0
                 figures[endpoint] = _k6(cluster.url, endpoint, cfg.serve_rate, cfg.serve_seconds, out, files, label)
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(params.benchmark.serve_settle_seconds)
                 if endpoint == "feedback":
                     figures[endpoint]["events_stored"] = _stored_events(cluster) - before
             figures["recommend_steps"] = _steps(cluster.url, params, out, files, label)

@@ -225,6 +225,7 @@ class BenchmarkParams(_Section):
     serve_step_seconds: int = Field(gt=0)
     serve_p99_limit_ms: float = Field(gt=0)
     serve_workers: tuple[int, ...] = Field(min_length=1)
+    serve_settle_seconds: float = Field(ge=0)
     serve_metrics_file: Path
     consistency_levels: tuple[float, ...] = Field(min_length=1)
     consistency_cases: int = Field(ge=0)

@@ -82,12 +82,12 @@ class ServingApp:
     # ------------------------------------------------------------------ answers
     def recommend(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
                   k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
-                  session_id: str | None = None, hide_history: bool = True) -> dict:
+                  session_id: str | None = None, hide_history: bool = True, explain: bool = False) -> dict:
         request_id = uuid.uuid4().hex
         who = self.pseudonym(user) if user else None
         who = None if who in self.erased else who   # a forgotten shopper's history is not used nor logged
         arm = self._arm(who or session_id or request_id)
-        session_key = (session_id, who, tuple(items), text, k, tuple(exclude), policy, hide_history)
+        session_key = (session_id, who, tuple(items), text, k, tuple(exclude), policy, hide_history, explain)
         if session_id and (cached := self.sessions.get(session_key)) is not None:
             answer = {**cached, "request_id": request_id, "from_session": True}
             self._log(answer, who, session_id)   # shown again: its feedback finds this request
@@ -97,7 +97,7 @@ class ServingApp:
         policy = policy or arm.policy or self.params.serving.policy
         feedback = self.item_feedback.current() if policy == THOMPSON else None
         ranked = recommender.rank(user=who, items=items, text=text, k=k, exclude=exclude, policy=policy,
-                                  since_training=since, hide_history=hide_history, feedback=feedback)
+                                  since_training=since, hide_history=hide_history, feedback=feedback, explain=explain)
         answer = self._answer(request_id, recommender.tag, arm.name, ranked)
         self._log(answer, who, session_id)
         if session_id:

@@ -23,7 +23,7 @@ def short(served_sample, tmp_path, **benchmark):
 
 def test_bench_serve_replays_through_the_balancer_and_loads_one_and_two_workers(served_sample, tmp_path):
     params = short(served_sample, tmp_path, serve_rate=20, serve_seconds=4, serve_step_rates="[10, 20]",
-                   serve_step_seconds=3)
+                   serve_step_seconds=3, serve_settle_seconds=1)
     figures = bench_serve(params)
     assert read_json(tmp_path / "serving.json") == figures
     assert [by["workers"] for by in figures["by_workers"]] == [1, 2]

@@ -110,3 +110,23 @@ def test_exploring_policies_keep_to_the_pool_and_log_their_propensities(served):
         assert ((a["propensity"] > 0) & (a["propensity"] <= 1)).all() and a["item"].is_unique
     with pytest.raises(InterestError, match="unknown policy"):
         served.recommend(items=history, policy="thompson-without-feedback")
+
+
+def test_explanations_name_the_history_item_the_query_words_or_popularity(served):
+    items = served.catalogue["item"].head(6).tolist()
+    titles = dict(zip(served.catalogue["item"], served.catalogue["title"].fillna(served.catalogue["item"])))
+    plain = served.rank(items=items, k=5)
+    assert all(row["reason"] is None for row in plain.rows())                 # off unless asked
+    explained = served.rank(items=items, k=5, explain=True)
+    assert list(explained.items) == list(plain.items)                          # the same list, reasons added
+    history_titles = {str(titles[i]) for i in items}
+    for row in explained.rows():
+        assert row["reason"].startswith("like ") and row["reason"].removeprefix("like ").removesuffix(
+            ", which you engaged with") in history_titles
+    title = next(t for t in served.catalogue["title"].dropna() if len([w for w in t.split() if len(w) > 3]) >= 2)
+    query = " ".join(w for w in title.split() if len(w) > 3)[:60]
+    by_text = served.rank(text=query, k=10, explain=True).rows()
+    assert any(row["reason"].startswith("matches '") for row in by_text), by_text
+    assert all(row["reason"] in ("close in meaning to what you wrote",) or row["reason"].startswith("matches ")
+               for row in by_text)
+    assert {row["reason"] for row in served.rank(k=3, explain=True).rows()} == {"popular in the shop"}
