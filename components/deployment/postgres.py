@@ -45,7 +45,7 @@ def _reachable_by_owner(folder: Path) -> None:
 
 @dataclass
 class PostgresServer:
-    root: Path       # data/, sockets/, server.log
+    root: Path       # data/, server.log
     port: int
     bin_dir: Path
 
@@ -67,17 +67,18 @@ def start_postgres(root: Path, port: int | None = None) -> PostgresServer:
         raise InterestError("no PostgreSQL server binaries (pg_ctl): `make setup` installs Debian's `postgresql`, "
                             "or point serving.store_url at a running server")
     root = Path(root).resolve()
-    sockets = root / "sockets"
-    sockets.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     _reachable_by_owner(root)
-    _reachable_by_owner(sockets)
     data = root / "data"
     if not (data / "PG_VERSION").is_file():
         subprocess.run(_as_owner([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
                        check=True, capture_output=True)
     port = port or free_port()
     started = subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "server.log"),
-                                        "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start"]),
+                                        # TCP on 127.0.0.1 alone: a socket path under a deep folder
+                                        # passes the 107 bytes Unix sockets allow
+                                        "-o", f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+                                        "start"]),
                              capture_output=True, text=True)
     if started.returncode != 0:
         tail = (root / "server.log").read_text()[-2000:] if (root / "server.log").is_file() else ""
