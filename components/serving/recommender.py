@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -101,6 +102,7 @@ class Recommender:
         self._segments = dict(zip(histories["user"], histories["segment"]))
         self._segment_popularity = bundle.segment_popularity()
         self._encoder: TextEncoder | None = None
+        self._encoder_loading = threading.Lock()   # concurrent first text requests load it once
         self._batcher: MicroBatcher | None = None
         self._feedback_cache: tuple | None = None
         self._rebuild()
@@ -332,11 +334,18 @@ class Recommender:
 
     # ------------------------------------------------------------------ text and new products
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Text embeddings from the bundle's encoder (loaded on first use)."""
-        cfg = self.text_settings
+        """Text embeddings from the bundle's encoder (loaded on first use, by one thread: two
+        requests importing transformers at once in a worker failed with an ImportError)."""
+        return self.text_encoder().encode(list(texts), self.text_settings.batch_size)
+
+    def text_encoder(self) -> TextEncoder:
+        """The bundle's text encoder, loaded once (the service loads it at start: no request waits)."""
         if self._encoder is None:
-            self._encoder = load_text_encoder(cfg.encoder, self.model.text.device, cfg.max_tokens)
-        return self._encoder.encode(list(texts), cfg.batch_size)
+            with self._encoder_loading:
+                if self._encoder is None:
+                    cfg = self.text_settings
+                    self._encoder = load_text_encoder(cfg.encoder, self.model.text.device, cfg.max_tokens)
+        return self._encoder
 
     def encode_items(self, items: pd.DataFrame) -> np.ndarray:
         cfg = self.text_settings

@@ -17,7 +17,7 @@ from components.evaluation.ranking import rank_cases, summarise
 from components.models.baselines import train_counts
 from components.registry.bundle import FILES, NO_SEGMENT, Bundle
 from components.registry.store import registered
-from components.serving.recommender import UnknownItems, load_recommender
+from components.serving.recommender import UnknownItems, load_recommender, words
 
 pytestmark = pytest.mark.model
 
@@ -123,10 +123,12 @@ def test_explanations_name_the_history_item_the_query_words_or_popularity(served
     for row in explained.rows():
         assert row["reason"].startswith("like ") and row["reason"].removeprefix("like ").removesuffix(
             ", which you engaged with") in history_titles
-    title = next(t for t in served.catalogue["title"].dropna() if len([w for w in t.split() if len(w) > 3]) >= 2)
-    query = " ".join(w for w in title.split() if len(w) > 3)[:60]
-    by_text = served.rank(text=query, k=10, explain=True).rows()
-    assert any(row["reason"].startswith("matches '") for row in by_text), by_text
-    assert all(row["reason"] in ("close in meaning to what you wrote",) or row["reason"].startswith("matches ")
-               for row in by_text)
+    item, title = next((i, t) for i, t in zip(served.catalogue["item"], served.catalogue["title"])
+                       if isinstance(t, str) and len(words(t)) >= 2)
+    query = f"{words(title)[0]} and something else"
+    assert served.explanations([item], [], query) == (f"matches {words(title)[0]!r}",)
+    for row in served.rank(text=query, k=10, explain=True).rows():      # each shares a word, or none
+        shared = set(words(query)) & set(words(row["title"] or row["item"]))
+        assert row["reason"] == (f"matches {', '.join(repr(w) for w in sorted(shared))}" if shared
+                                 else "close in meaning to what you wrote")
     assert {row["reason"] for row in served.rank(k=3, explain=True).rows()} == {"popular in the shop"}
