@@ -25,7 +25,7 @@ help:  ## list the targets
 
 # Debian packages of the servers the project starts itself: PostgreSQL 15 (the feedback store several
 # workers share, its tests) and HAProxy 2.6 (the balancer in front of `interest serve`'s workers)
-APT_PACKAGES := postgresql-15 haproxy=2.6.*
+APT_PACKAGES := postgresql-15 'haproxy=2.6.*'
 
 $(STAMP): pyproject.toml constraints.txt
 	@{ ls /usr/lib/postgresql/15/bin/pg_ctl && command -v haproxy; } >/dev/null 2>&1 || \
