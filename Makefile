@@ -23,11 +23,14 @@ export PYTHONHASHSEED ?= 0
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# Debian packages of the servers the project starts itself: PostgreSQL 15 (the feedback store several
+# workers share, its tests) and HAProxy 2.6 (the balancer in front of `interest serve`'s workers)
+APT_PACKAGES := postgresql-15 'haproxy=2.6.*'
+
 $(STAMP): pyproject.toml constraints.txt
-	@# PostgreSQL's server binaries, for the feedback store's PostgreSQL tests (Debian keeps them off PATH)
-	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
-		{ command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; } || \
-		echo "PostgreSQL is not installed and apt-get could not install it: its tests will be skipped"
+	@{ ls /usr/lib/postgresql/15/bin/pg_ctl && command -v haproxy; } >/dev/null 2>&1 || \
+		{ command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; } || \
+		echo "apt-get could not install $(APT_PACKAGES): the tests that need them will fail"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install torch==2.13.0
@@ -86,15 +89,14 @@ bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Ama
 	cp $(SCIENTIFIC_DIR)/metrics/cold_start.json metrics/cold_start_scientific.json
 	$(BIN)/dvc metrics show metrics/cold_start_scientific.json
 
-SERVE_PORT ?= 3000
-serve: $(STAMP)  ## serve the registered recommender (production, else latest) on :$(SERVE_PORT) (BentoML; registers one first if none is up to date)
+serve: $(STAMP)  ## serve the registered recommender (registers one first if none is up to date) on serving.port (SERVE_PORT=...); WORKERS=2: workers behind HAProxy, PostgreSQL store
 	$(BIN)/dvc repro register
-	$(BIN)/bentoml serve bento.service:InterestService --port $(SERVE_PORT)
+	$(if $(WORKERS),INTEREST__SERVING__WORKERS=$(WORKERS)) $(BIN)/interest serve $(if $(SERVE_PORT),--port $(SERVE_PORT))
 
 bento: $(STAMP)  ## build a bento of the service (code + params; models come from the registry at run time)
 	$(BIN)/bentoml build -f bento/bentofile.yaml .
 
-bench-serve: $(STAMP)  ## register if needed, start the service, replay test cases over HTTP and load it (locust): metrics/serving.json
+bench-serve: $(STAMP)  ## register if needed; 1 and 2 workers behind HAProxy loaded by k6 (recommend, the page-view mix, feedback, rising rates), replay over HTTP, the floor: metrics/serving.json
 	$(BIN)/dvc repro register
 	$(BIN)/interest bench-serve
 

@@ -1,6 +1,6 @@
 """The load generator's floor for `make bench-serve`: an ASGI app that answers every request at
-once with a small JSON body. Latency measured against it is what the machine, its loopback and
-locust add on their own; the service's figures are read next to it."""
+once with a small JSON body. Latency measured against it, through the same balancer, is what the
+machine, its loopback, HAProxy and k6 add on their own; the service's figures are read next to it."""
 import json
 
 BODY = json.dumps({"items": []}).encode()

@@ -39,6 +39,8 @@ class RecommendedItem(BaseModel):
     score: float
     position: int = Field(description="1 = first in the list")
     propensity: float = Field(description="probability that the policy showed this item here, given the items before it")
+    reason: str | None = Field(None, description="why it is shown, when the request asked (explain): the history item it "
+                                                 "is most like, the query words its title shares, or popularity")
 
 
 class Recommendations(BaseModel):
@@ -119,8 +121,10 @@ class InterestService:
     def __init__(self) -> None:
         from components.core.log import configure_logging
         from components.serving.app import ServingApp
+        from components.serving.client_errors import log_client_errors_in_one_line
 
         configure_logging()
+        log_client_errors_in_one_line()
         threadpool_limits(LIMITS.blas_threads, user_api="blas")   # requests run in parallel threads already
         self.app = ServingApp(PARAMS, os.environ.get(TAG_ENV) or None)
         self.token = service_token(PARAMS.path(PARAMS.serving.token_file))
@@ -140,12 +144,13 @@ class InterestService:
                   session_id: str | None = Field(None, min_length=1, max_length=200, description=(
                       "the same session gets the same list for serving.session_ttl_seconds, unless it sent feedback")),
                   hide_history: bool = Field(True, description="never show items of the history (off: the evaluation's protocol)"),
+                  explain: bool = Field(False, description="give each item a short reason a shop can show"),
                   ) -> Recommendations:
         """k products for one shopper, by shopper id, recent items, text, or nothing (popular)."""
         with _as_bad_request():
             return Recommendations(**self.app.recommend(
                 user=user, items=items or [], text=text, k=k, exclude=exclude or [], policy=policy,
-                session_id=session_id, hide_history=hide_history))
+                session_id=session_id, hide_history=hide_history, explain=explain))
 
     @bentoml.api
     def similar_items(self, item: str = Field(min_length=1, max_length=200, description="a catalogue or added item id"),

@@ -1,5 +1,7 @@
 """interest-platform: every pipeline step, model and service part as plain, typed functions.
 
 Subpackages by job, imports pointing down only (tests/unit/test_layering.py holds the order):
-core <- data <- features <- models <- evaluation <- training <- registry <- serving <- pipeline <- cli.
+core <- data <- features <- models <- evaluation <- training <- registry <- feedback <- serving
+<- monitoring, analysis, privacy, deployment <- pipeline <- benches <- cli. benches/ holds the
+benches, simulators and the demo: nothing the product runs imports them.
 """

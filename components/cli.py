@@ -169,7 +169,7 @@ def simulate(url: str = typer.Option("http://localhost:3000", "--url", help="the
     serving.token_file). Shifts (--surge, --new-products) make drift appear. Prints impressions,
     clicks, purchases, CTR, the hit rate and the shift."""
     from components.serving.auth import service_token
-    from components.serving.simulate import simulate as run
+    from components.benches.simulate import simulate as run
 
     p = _params(params)
     _echo_json(run(p, url, service_token(p.path(p.serving.token_file)), shoppers, surge, new_products))
@@ -223,7 +223,7 @@ def demo_loop(params: Optional[Path] = ParamsOpt) -> None:
     the accepted feedback becomes a new data version -> retrain -> gate -> the service swaps ->
     the same shoppers again. Prints each step with its figures and time, the wall time and where
     the reports are."""
-    from components.demo_loop import demo_loop as run
+    from components.benches.demo_loop import demo_loop as run
 
     typer.echo(run(_params(params)).text())
 
@@ -252,6 +252,16 @@ def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
     typer.echo(quality_report(_params(params)))
 
 
+@app.command()
+def serve(port: Optional[int] = typer.Option(None, "--port", help="the service's port (default serving.port)"),
+          params: Optional[Path] = ParamsOpt) -> None:
+    """Serve the registered recommender until interrupted: one `bentoml serve` process when
+    serving.workers is 1; else that many single-process workers behind HAProxy (least
+    connections, /readyz checks) sharing a PostgreSQL feedback store, dead workers started again."""
+    from components.deployment.serve import serve as run
+    run(_params(params), port)
+
+
 @app.command("bench-seeds")
 def bench_seeds(params: Optional[Path] = ParamsOpt) -> None:
     """Train and evaluate PARAMS' setting once more per other seed of benchmark.seeds (train.seed
@@ -270,10 +280,12 @@ def bench_seeds(params: Optional[Path] = ParamsOpt) -> None:
 
 @app.command("bench-serve")
 def bench_serve(params: Optional[Path] = ParamsOpt) -> None:
-    """Start the service on localhost and measure it: test cases replayed over HTTP against the
-    evaluation's NDCG@10, then latency (locust) of recommend and feedback at benchmark.serve_rate
-    and rising rates, and the server's peak memory. Writes benchmark.serve_metrics_file."""
-    from components.serving.load_bench import bench_serve as run, serving_table
+    """Start the service on localhost as `interest serve` does, for each of benchmark.serve_workers
+    (workers behind HAProxy, a PostgreSQL store), and measure it with k6 at a constant arrival
+    rate: recommend, the page-view mix and feedback at benchmark.serve_rate, recommend at rising
+    rates, the workers' peak memory, every test case replayed over HTTP against the evaluation's
+    NDCG@10, and the floor (an app that answers at once). Writes benchmark.serve_metrics_file."""
+    from components.benches.serve_load import bench_serve as run, serving_table
     typer.echo(serving_table(run(_params(params))))
 
 
@@ -281,7 +293,7 @@ def bench_serve(params: Optional[Path] = ParamsOpt) -> None:
 def bench_consistency(params: Optional[Path] = ParamsOpt) -> None:
     """Sweep serving.personalisation on the valid cases: NDCG@10 against slate stability and
     coverage. Writes benchmark.consistency_metrics_file and the plot benchmark.consistency_plot."""
-    from components.serving.consistency_bench import bench_consistency as run, consistency_table
+    from components.benches.consistency_sweep import bench_consistency as run, consistency_table
     typer.echo(consistency_table(run(_params(params))))
 
 

@@ -218,13 +218,14 @@ class PeersParams(_Section):
 class BenchmarkParams(_Section):
     published_file: Path
     serve_dir: Path
-    serve_startup_seconds: float = Field(gt=0)
     serve_replay_cases: int = Field(ge=0)
     serve_rate: int = Field(gt=0)
     serve_seconds: int = Field(gt=0)
     serve_step_rates: tuple[int, ...] = Field(min_length=1)
     serve_step_seconds: int = Field(gt=0)
     serve_p99_limit_ms: float = Field(gt=0)
+    serve_workers: tuple[int, ...] = Field(min_length=1)
+    serve_settle_seconds: float = Field(ge=0)
     serve_metrics_file: Path
     consistency_levels: tuple[float, ...] = Field(min_length=1)
     consistency_cases: int = Field(ge=0)
@@ -464,6 +465,7 @@ class ServingParams(_Section):
     thompson_prior_shows: float = Field(gt=0)
     thompson_grid: int = Field(ge=16)
     feedback_counts_seconds: float = Field(ge=0)
+    engaged_poll_seconds: float = Field(ge=0)
     personalisation: float = Field(ge=0, le=1)
     segment_prior: float = Field(gt=0)
     thin_history: int = Field(ge=0)
@@ -480,6 +482,10 @@ class ServingParams(_Section):
     blas_threads: int = Field(ge=1)
     batch_max: int = Field(ge=1)
     batch_wait_ms: float = Field(ge=0)
+    port: int = Field(ge=1, le=65535)
+    workers: int = Field(ge=1)
+    cluster_dir: Path
+    startup_seconds: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> "ServingParams":

@@ -5,6 +5,8 @@ register's folder (privacy.erasure_dir) is a DVC dependency of ingest: an erasur
 version."""
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from pathlib import Path
 
@@ -21,12 +23,34 @@ def erased_shoppers(folder: Path) -> set[str]:
 
 
 def record_erasure(folder: Path, shopper: str, removed: dict[str, int]) -> dict:
-    """Append the erasure (pseudonym, time, rows removed where) and return the entry."""
+    """Append the erasure (pseudonym, time, rows removed where) and return the entry. Several
+    service workers may erase at once: the read and the write hold an exclusive lock of the
+    folder, so no entry is lost."""
     path = folder / REGISTER
-    entries = read_json(path) if path.is_file() else []
-    entry = {"shopper": shopper, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "removed": removed}
-    write_json([*entries, entry], path)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder, os.O_RDONLY)          # the folder's own lock: no lock file in a DVC dependency
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = read_json(path) if path.is_file() else []
+        entry = {"shopper": shopper, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "removed": removed}
+        write_json([*entries, entry], path)
+    finally:
+        os.close(lock)
     return entry
+
+
+class ErasedShoppers:
+    """The register's shoppers as a set that reads the register again whenever it changed (one
+    stat a look): an erasure at one service worker reaches every other at its next request."""
+
+    def __init__(self, folder: Path):
+        self.path, self._mtime, self._shoppers = folder / REGISTER, None, set()
+
+    def __contains__(self, shopper: object) -> bool:
+        mtime = self.path.stat().st_mtime_ns if self.path.is_file() else None
+        if mtime != self._mtime:
+            self._shoppers, self._mtime = erased_shoppers(self.path.parent), mtime
+        return shopper in self._shoppers
 
 
 def without_erased(table: pd.DataFrame, erased: set[str]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from components.core.errors import InterestError
 from components.core.io import write_json
 from components.registry.promotion import production_tag
 from components.registry.store import store_home
-from components.serving.local_server import BIN, PROJECT_DIR
+from components.core.paths import BIN, PROJECT_DIR
 
 log = logging.getLogger(__name__)
 BENTO_NAME = "interest"   # bento/service.py: @bentoml.service(name=...)

@@ -216,13 +216,15 @@ class FeedbackStore:
                 for position, (item, _score, propensity) in enumerate(items, start=1)}
 
     # ------------------------------------------------------------------ reads
-    def engaged_items(self, user: str) -> list[str]:
-        """The items a shopper engaged with (clicked, carted, bought, rated, reviewed), oldest first."""
+    def engagements_after(self, last_id: int) -> list[tuple[int, str, str, float]]:
+        """Engagement events (clicks, carts, purchases, ratings, reviews: not impressions) stored
+        after row `last_id`, in row order: (id, user, item, when), `when` the event's time, else
+        its arrival: a shopper's history is in `when` order (serving.engaged_items)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(events.c.item).where(events.c.user == user, events.c.kind.in_(ENGAGEMENTS))
-                .order_by(func.coalesce(events.c.at, events.c.received_at), events.c.id))
-            return [r[0] for r in rows]
+                select(events.c.id, events.c.user, events.c.item, func.coalesce(events.c.at, events.c.received_at))
+                .where(events.c.id > last_id, events.c.kind.in_(ENGAGEMENTS)).order_by(events.c.id))
+            return [(int(i), u, item, float(when)) for i, u, item, when in rows]
 
     def item_counts(self) -> dict[str, tuple[int, int]]:
         """Impressions and clicks per item over all served feedback: item -> (shows, clicks)."""

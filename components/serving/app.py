@@ -15,13 +15,14 @@ from typing import Sequence
 import pandas as pd
 
 from components.core.config import ArmParams, Params
-from components.data.erasure import erased_shoppers, record_erasure
+from components.data.erasure import ErasedShoppers, record_erasure
 from components.data.ingest import pseudonym, pseudonym_key
 from components.feedback.events import Event
 from components.feedback.store import FeedbackStore, open_store
 from components.serving.added_items import new_items_table
 from components.serving.arms import assign_arm
 from components.serving.hot_swap import LiveRecommender
+from components.serving.engaged_items import EngagedItems
 from components.serving.item_feedback import ItemFeedbackCounts
 from components.serving.policies import THOMPSON
 from components.serving.recommender import Ranked, Recommender, UnknownItems, add_and_keep, catch_up_added
@@ -50,13 +51,14 @@ class ServingApp:
         self._key, self._key_length = pseudonym_key(params), params.ingest.pseudonym_length
         self.store: FeedbackStore = open_store(params)
         self.item_feedback = ItemFeedbackCounts(self.store, cfg.feedback_counts_seconds)
+        self.engaged = EngagedItems(self.store, cfg.engaged_poll_seconds)
         pinned = {arm.tag for arm in cfg.arms if arm.tag} | ({tag} if tag else set())
         self._live = {t: LiveRecommender(params, t).start() for t in pinned}
         if any(arm.tag is None for arm in cfg.arms) and tag is None:
             self._live[None] = LiveRecommender(params).start()
         self._default_tag = tag   # $INTEREST_MODEL_TAG pins every untagged arm
         self.sessions = SessionSlates(cfg.session_ttl_seconds)
-        self.erased = erased_shoppers(params.path(params.privacy.erasure_dir))   # served as anonymous
+        self.erased = ErasedShoppers(params.path(params.privacy.erasure_dir))   # served as anonymous, every worker
 
     def close(self) -> None:
         for live in self._live.values():
@@ -80,12 +82,12 @@ class ServingApp:
     # ------------------------------------------------------------------ answers
     def recommend(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
                   k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
-                  session_id: str | None = None, hide_history: bool = True) -> dict:
+                  session_id: str | None = None, hide_history: bool = True, explain: bool = False) -> dict:
         request_id = uuid.uuid4().hex
         who = self.pseudonym(user) if user else None
         who = None if who in self.erased else who   # a forgotten shopper's history is not used nor logged
         arm = self._arm(who or session_id or request_id)
-        session_key = (session_id, who, tuple(items), text, k, tuple(exclude), policy, hide_history)
+        session_key = (session_id, who, tuple(items), text, k, tuple(exclude), policy, hide_history, explain)
         if session_id and (cached := self.sessions.get(session_key)) is not None:
             answer = {**cached, "request_id": request_id, "from_session": True}
             self._log(answer, who, session_id)   # shown again: its feedback finds this request
@@ -95,7 +97,7 @@ class ServingApp:
         policy = policy or arm.policy or self.params.serving.policy
         feedback = self.item_feedback.current() if policy == THOMPSON else None
         ranked = recommender.rank(user=who, items=items, text=text, k=k, exclude=exclude, policy=policy,
-                                  since_training=since, hide_history=hide_history, feedback=feedback)
+                                  since_training=since, hide_history=hide_history, feedback=feedback, explain=explain)
         answer = self._answer(request_id, recommender.tag, arm.name, ranked)
         self._log(answer, who, session_id)
         if session_id:
@@ -112,7 +114,7 @@ class ServingApp:
 
     def _engaged_since_training(self, recommender: Recommender, who: str) -> list[str]:
         """Items the shopper engaged with through served feedback, that this version knows."""
-        return [i for i in self.store.engaged_items(who) if recommender.knows(i)]
+        return [i for i in self.engaged.of(who) if recommender.knows(i)]
 
     @staticmethod
     def _answer(request_id: str, tag: str, arm: str, ranked: Ranked) -> dict:
@@ -138,6 +140,7 @@ class ServingApp:
             events.append(Event(event_id=e.event_id, kind=e.kind, user=who, item=e.item, request_id=e.request_id,
                                 at=e.at, rating=e.rating, text=e.text, arm=self._arm(who).name))
         stored, duplicates = self.store.record(events)
+        self.engaged.refresh()          # this worker's next answer for these shoppers knows the events
         for who in {e.user for e in events}:
             self.sessions.forget_user(who)
         return {"stored": stored, "duplicates": duplicates}
@@ -148,8 +151,8 @@ class ServingApp:
         they are served as an anonymous shopper. Pipeline files: `interest forget-user`."""
         who = self.pseudonym(user)
         removed = self.store.forget(who)
+        self.engaged.forget(who)
         self.sessions.forget_user(who)
-        self.erased.add(who)
         return record_erasure(self.params.path(self.params.privacy.erasure_dir), who, {"feedback_store": removed})
 
     def add_items(self, products: pd.DataFrame) -> dict:

@@ -31,6 +31,7 @@ class LiveRecommender:
     def _load(self, tag: str | None) -> Recommender:
         recommender = load_recommender(self.params, tag)
         recommender.start_batching(self.params.serving.batch_max, self.params.serving.batch_wait_ms)
+        recommender.text_encoder()      # loaded with the version, before it answers: no text request waits for it
         return recommender
 
     def start(self) -> "LiveRecommender":

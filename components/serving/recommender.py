@@ -9,7 +9,9 @@ at once through the model's text path.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -45,6 +47,12 @@ log = logging.getLogger(__name__)
 
 # how a list was made, by what the request gave
 BY_USER, BY_ITEMS, BY_TEXT, BY_NOTHING, BY_ITEM = "user", "items", "text", "popular", "similar to item"
+WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words of three or more letters or digits: what a title and a query can share."""
+    return WORD.findall(text.lower())
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,14 @@ class Ranked:
     propensities: np.ndarray   # the probability that the policy showed each item at its position
     by: str
     policy: str
+    reasons: tuple[str, ...] | None = None   # why each item is there, when the request asked (explain)
 
     def rows(self) -> list[dict]:
+        reasons = self.reasons or (None,) * len(self.items)
         return [{"item": str(item), "title": None if pd.isna(title) else str(title), "score": float(score),
-                 "position": position, "propensity": float(propensity)}
-                for position, (item, title, score, propensity)
-                in enumerate(zip(self.items, self.titles, self.scores, self.propensities), 1)]
+                 "position": position, "propensity": float(propensity), "reason": reason}
+                for position, (item, title, score, propensity, reason)
+                in enumerate(zip(self.items, self.titles, self.scores, self.propensities, reasons), 1)]
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows()).reindex(columns=["item", "title", "score", "position", "propensity"]) \
@@ -92,6 +102,7 @@ class Recommender:
         self._segments = dict(zip(histories["user"], histories["segment"]))
         self._segment_popularity = bundle.segment_popularity()
         self._encoder: TextEncoder | None = None
+        self._encoder_loading = threading.Lock()   # concurrent first text requests load it once
         self._batcher: MicroBatcher | None = None
         self._feedback_cache: tuple | None = None
         self._rebuild()
@@ -229,14 +240,15 @@ class Recommender:
     def rank(self, *, user: str | None = None, items: Sequence[str] = (), text: str | None = None,
              k: int | None = None, exclude: Sequence[str] = (), policy: str | None = None,
              since_training: Sequence[str] = (), hide_history: bool = True, feedback: ItemFeedback | None = None,
-             rng: np.random.Generator | None = None) -> Ranked:
+             rng: np.random.Generator | None = None, explain: bool = False) -> Ranked:
         """k items for one shopper, known by one
         of: a shopper id (pseudonymised; their history plus `since_training`, the items they
         engaged with since), recent item ids (oldest first), a free text; or by nothing (the
         diverse popular default). Items in `exclude`, and unless `hide_history` is off those in
         the history, are never returned. The slate is drawn by `policy` (default
         serving.policy); each item's propensity is the probability that the policy showed it at
-        its position. serving.personalisation < 1 blends the scores toward popularity."""
+        its position. serving.personalisation < 1 blends the scores toward popularity. `explain`:
+        each item gets a short reason a shop can show (see explanations)."""
         given = [name for name, value in (("user", user), ("items", items), ("text", text)) if value]
         if len(given) > 1:
             raise InterestError(f"recommend by one of user, items or text, not {' and '.join(given)}")
@@ -247,6 +259,7 @@ class Recommender:
         hidden = self.item_indices(list(exclude))
         if user:
             items = self.user_history(user, since_training)
+        history: list[int] = []
         if items:
             history = self.item_indices(list(items))
             scores = self.personalised(self._score_one(history), len(history), self.segment_of(user))
@@ -255,7 +268,32 @@ class Recommender:
             scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
         else:
             scores, by = self._popular_scores(k + len(hidden)), BY_NOTHING
-        return self._slate(scores, k, hidden, by, draw, rng)
+        ranked = self._slate(scores, k, hidden, by, draw, rng)
+        if not explain:
+            return ranked
+        weight = personal_weight(self.serving.personalisation, len(history), self.serving.thin_history)
+        return replace(ranked, reasons=self.explanations(ranked.items, history, text, weight))
+
+    def explanations(self, shown: Sequence[str], history: Sequence[int], text: str | None,
+                     personal: float = 1.0) -> tuple[str, ...]:
+        """A short reason per shown item, from what scoring already has: the history item it is
+        closest to in the model's item space, the query words its title shares, or popularity
+        (the shopper's segment's, when the popularity blend outweighs the personal scores)."""
+        shown_idx = self.item_indices(list(shown))
+        if history and personal > 0.5:
+            closest = np.asarray(history)[np.argmax(self._unit_items[shown_idx] @ self._unit_items[history].T, axis=1)]
+            return tuple(f"like {self._name(i)}, which you engaged with" for i in closest)
+        if history:
+            return ("popular with shoppers like you",) * len(shown_idx)
+        if text:
+            asked = set(words(text))
+            return tuple(f"matches {', '.join(repr(w) for w in sorted(common))}" if (common := asked & set(words(
+                self._name(i)))) else "close in meaning to what you wrote" for i in shown_idx)
+        return ("popular in the shop",) * len(shown_idx)
+
+    def _name(self, idx: int) -> str:
+        title = self._titles[idx]
+        return str(self._ids[idx]) if pd.isna(title) else str(title)
 
     def similar_items(self, item: str, k: int | None = None, exclude: Sequence[str] = ()) -> Ranked:
         """The k items whose model representations are closest (cosine) to `item`'s: a catalogue
@@ -296,11 +334,18 @@ class Recommender:
 
     # ------------------------------------------------------------------ text and new products
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Text embeddings from the bundle's encoder (loaded on first use)."""
-        cfg = self.text_settings
+        """Text embeddings from the bundle's encoder (loaded on first use, by one thread: two
+        requests importing transformers at once in a worker failed with an ImportError)."""
+        return self.text_encoder().encode(list(texts), self.text_settings.batch_size)
+
+    def text_encoder(self) -> TextEncoder:
+        """The bundle's text encoder, loaded once (the service loads it at start: no request waits)."""
         if self._encoder is None:
-            self._encoder = load_text_encoder(cfg.encoder, self.model.text.device, cfg.max_tokens)
-        return self._encoder.encode(list(texts), cfg.batch_size)
+            with self._encoder_loading:
+                if self._encoder is None:
+                    cfg = self.text_settings
+                    self._encoder = load_text_encoder(cfg.encoder, self.model.text.device, cfg.max_tokens)
+        return self._encoder
 
     def encode_items(self, items: pd.DataFrame) -> np.ndarray:
         cfg = self.text_settings

@@ -1,4 +1,4 @@
-"""The service as a real process for the tests: components.serving.local_server in a clean environment."""
+"""The service as a real process for the tests: components.deployment.service_process in a clean environment."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from components.core.config import Params
 from components.core.errors import InterestError
 from components.registry.store import store_home
-from components.serving.local_server import LocalServer, start_server
+from components.deployment.service_process import LocalServer, start_server
 from tests.e2e.helpers import clean_env
 
 STARTUP_S = 180

@@ -1,13 +1,13 @@
 """The serving benchmarks run end to end on the registered sample, briefly: `interest
-bench-serve` (real service, real locust) and `interest bench-consistency` write their figures."""
+bench-serve` (real workers behind HAProxy, a real PostgreSQL store, real k6) and `interest bench-consistency` write their figures."""
 from __future__ import annotations
 
 import pytest
 
 from components.core.config import load_params
 from components.core.io import read_json
-from components.serving.consistency_bench import bench_consistency
-from components.serving.load_bench import bench_serve, serving_table
+from components.benches.consistency_sweep import bench_consistency
+from components.benches.serve_load import bench_serve, serving_table
 
 pytestmark = pytest.mark.e2e
 
@@ -21,16 +21,24 @@ def short(served_sample, tmp_path, **benchmark):
     return load_params(served_sample.root / "params.yaml", environ=env)
 
 
-def test_bench_serve_replays_over_http_and_loads_the_service(served_sample, tmp_path):
+def test_bench_serve_replays_through_the_balancer_and_loads_one_and_two_workers(served_sample, tmp_path):
     params = short(served_sample, tmp_path, serve_rate=20, serve_seconds=4, serve_step_rates="[10, 20]",
-                   serve_step_seconds=3)
+                   serve_step_seconds=3, serve_settle_seconds=1)
     figures = bench_serve(params)
     assert read_json(tmp_path / "serving.json") == figures
-    assert figures["replay"]["cases"] > 300 and figures["replay"]["abs_diff"] <= 0.001
-    for endpoint in ("recommend", "feedback"):
-        run = figures[endpoint]["at_target"]
-        assert run["failures"] == 0 and run["requests"] >= 40 and 0 < run["p50_ms"] <= run["p99_ms"]
-    assert figures["server_peak_rss_mb"] > 100
+    assert [by["workers"] for by in figures["by_workers"]] == [1, 2]
+    replayed = figures["by_workers"][-1]["replay"]            # through the balancer, over both workers
+    assert replayed["cases"] > 300 and replayed["abs_diff"] <= 0.001
+    for by in figures["by_workers"]:
+        for endpoint in ("recommend", "mix", "feedback"):
+            run = by[endpoint]
+            assert run["failures"] == 0 and run["dropped"] == 0 and run["requests"] >= 70
+            assert 0 < run["p50_ms"] <= run["p99_ms"]
+        feedback = by["feedback"]
+        assert feedback["events_acknowledged"] >= feedback["requests"]        # 1 to 5 events a call
+        assert feedback["events_stored"] == feedback["events_acknowledged"]   # every acknowledged event, once
+        assert by["workers_peak_rss_mb"] > 100 and by["recommend_steps"]["steps"]
+    assert figures["harness_floor"]["failures"] == 0
     assert "offline = online" in serving_table(figures)
 
 

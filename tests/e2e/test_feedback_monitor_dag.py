@@ -21,7 +21,7 @@ from components.core.io import read_json
 from components.monitoring.monitor import read_history
 from components.monitoring.retraining import accept_pending
 from components.pipeline import ACCEPTED_FEEDBACK_ASSET, run_step
-from components.serving.simulate import held_out_shoppers, simulate
+from components.benches.simulate import held_out_shoppers, simulate
 from tests.e2e.helpers import BIN, ROOT, clean_env, run
 from tests.e2e.service_process import post, sample_service_env, start_service
 

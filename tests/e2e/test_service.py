@@ -23,7 +23,7 @@ from components.evaluation.metrics import HEADLINE_SUBSET
 from components.registry.promotion import promote
 from components.registry.store import registered, store_home
 from components.serving.recommender import load_recommender
-from components.serving.replay import replay
+from components.benches.replay import replay
 from tests.e2e.service_process import post, start_service
 from tests.registry_copies import store_copy
 

@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from components.feedback.events import Event
 from components.feedback.schema import metadata
 from components.feedback.store import FeedbackStore, current_revision, sqlite_url
+from components.serving.engaged_items import EngagedItems
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,11 +74,19 @@ def test_events_carry_the_position_and_propensity_they_were_shown_with(store):
     assert rows == {"e1": (2, 0.25, "m:1"), "e2": (2, 0.25, "m:1"), "e3": (None, None, None)}
 
 
-def test_engagements_make_the_history_in_time_order(store):
+def test_engagements_make_the_history_in_time_order_and_reach_every_worker_by_its_poll(store):
     store.record([click("a", item="i2", at=20.0), click("b", item="i1", at=10.0),
                   Event("c", "impression", "u1", "i3", at=5.0), click("d", user="u2", item="i4")])
-    assert store.engaged_items("u1") == ["i1", "i2"]    # impressions are not interest
-    assert store.engaged_items("nobody") == []
+    worker = EngagedItems(store, refresh_seconds=3600)
+    assert worker.of("u1") == ["i1", "i2"]    # impressions are not interest
+    assert worker.of("nobody") == []
+    store.record([click("e", item="i5", at=15.0)])          # stored by another worker
+    assert worker.of("u1") == ["i1", "i2"]                  # not read before its poll
+    worker.refresh()
+    assert worker.of("u1") == ["i1", "i5", "i2"]            # in time order, not arrival order
+    assert EngagedItems(store, refresh_seconds=0).of("u1") == ["i1", "i5", "i2"]
+    worker.forget("u1")
+    assert worker.of("u1") == []
 
 
 def test_a_failed_batch_stores_nothing(store):

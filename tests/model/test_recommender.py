@@ -17,7 +17,7 @@ from components.evaluation.ranking import rank_cases, summarise
 from components.models.baselines import train_counts
 from components.registry.bundle import FILES, NO_SEGMENT, Bundle
 from components.registry.store import registered
-from components.serving.recommender import UnknownItems, load_recommender
+from components.serving.recommender import UnknownItems, load_recommender, words
 
 pytestmark = pytest.mark.model
 
@@ -110,3 +110,25 @@ def test_exploring_policies_keep_to_the_pool_and_log_their_propensities(served):
         assert ((a["propensity"] > 0) & (a["propensity"] <= 1)).all() and a["item"].is_unique
     with pytest.raises(InterestError, match="unknown policy"):
         served.recommend(items=history, policy="thompson-without-feedback")
+
+
+def test_explanations_name_the_history_item_the_query_words_or_popularity(served):
+    items = served.catalogue["item"].head(6).tolist()
+    titles = dict(zip(served.catalogue["item"], served.catalogue["title"].fillna(served.catalogue["item"])))
+    plain = served.rank(items=items, k=5)
+    assert all(row["reason"] is None for row in plain.rows())                 # off unless asked
+    explained = served.rank(items=items, k=5, explain=True)
+    assert list(explained.items) == list(plain.items)                          # the same list, reasons added
+    history_titles = {str(titles[i]) for i in items}
+    for row in explained.rows():
+        assert row["reason"].startswith("like ") and row["reason"].removeprefix("like ").removesuffix(
+            ", which you engaged with") in history_titles
+    item, title = next((i, t) for i, t in zip(served.catalogue["item"], served.catalogue["title"])
+                       if isinstance(t, str) and len(words(t)) >= 2)
+    query = f"{words(title)[0]} and something else"
+    assert served.explanations([item], [], query) == (f"matches {words(title)[0]!r}",)
+    for row in served.rank(text=query, k=10, explain=True).rows():      # each shares a word, or none
+        shared = set(words(query)) & set(words(row["title"] or row["item"]))
+        assert row["reason"] == (f"matches {', '.join(repr(w) for w in sorted(shared))}" if shared
+                                 else "close in meaning to what you wrote")
+    assert {row["reason"] for row in served.rank(k=3, explain=True).rows()} == {"popular in the shop"}

@@ -5,6 +5,7 @@ leave the shopper out; the service's erasure does the same for its store and the
 shopper as anonymous."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from components.cli import app
 from components.core.config import Params, load_params
 from components.core.io import read_json, read_parquet
-from components.data.erasure import REGISTER, erased_shoppers
+from components.data.erasure import REGISTER, ErasedShoppers, erased_shoppers, record_erasure
 from components.data.ingest import shop_ids
 from components.data.split import load_split
 from components.feedback.events import Event
@@ -139,3 +140,17 @@ def test_forget_user_leaves_nothing_behind_and_the_next_data_version_leaves_them
     everything = files_under(tmp_path)
     assert set(holding(everything, {who})) == {str(tmp_path / "erasures" / REGISTER)}
     assert holding(everything, {shop_id}) == {}
+
+
+def test_erasures_at_several_workers_at_once_are_all_registered_and_seen_by_every_worker(tmp_path):
+    folder = tmp_path / "erasures"
+    other_worker = ErasedShoppers(folder)
+    assert "s7" not in other_worker
+    threads = [threading.Thread(target=record_erasure, args=(folder, f"s{i}", {})) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert erased_shoppers(folder) == {f"s{i}" for i in range(40)}     # no read-modify-write lost one
+    assert "s7" in other_worker and "s99" not in other_worker          # read again once it changed
+    assert [p.name for p in folder.iterdir()] == ["register.json"]     # no lock file in the DVC dependency

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("serving",),
     ("monitoring", "analysis", "privacy", "deployment"),
     ("pipeline",),
-    ("demo_loop",),
+    ("benches",),
     ("cli",),
 )
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -31,8 +31,8 @@ from components.monitoring.retraining import accept_pending
 from components.pipeline import STEPS, run_step
 from components.registry.store import store_home
 from components.serving.auth import service_token
-from components.serving.local_server import LocalServer, start_server
-from components.serving.simulate import held_out_shoppers, simulate
+from components.deployment.service_process import LocalServer, start_server
+from components.benches.simulate import held_out_shoppers, simulate
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "INTEREST_SERVICE_TOKEN"

@@ -1,12 +1,12 @@
 """The service as a process on localhost (`bentoml serve bento.service:InterestService`), for
-benchmarks and tests: started on a free port, ready when /readyz says so, stopped whole."""
+`interest serve`'s workers, the benches and the tests: started on a port, ready when /readyz
+says so, stopped whole."""
 from __future__ import annotations
 
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +15,7 @@ import httpx
 import psutil
 
 from components.core.errors import InterestError
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.prefix) / "bin"
+from components.core.paths import BIN, PROJECT_DIR
 
 
 def free_port() -> int:
@@ -63,9 +61,10 @@ class LocalServer:
             self.stop(signal.SIGKILL)
 
 
-def start_server(env: dict[str, str], log: Path, startup_seconds: float) -> LocalServer:
-    """Start the service with `env` (the complete environment); return once it is ready."""
-    port = free_port()
+def start_server(env: dict[str, str], log: Path, startup_seconds: float, port: int | None = None) -> LocalServer:
+    """Start the service with `env` (the complete environment) on `port` (default: a free one);
+    return once it is ready."""
+    port = port or free_port()
     with open(log, "a") as out:
         proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "bento.service:InterestService", "--port", str(port),
                                  "--host", "127.0.0.1"], cwd=PROJECT_DIR, env=env, stdout=out,

@@ -20,7 +20,7 @@ from components.core.io import write_json
 from components.data.split import load_split
 from components.serving.policies import candidates
 from components.serving.recommender import Recommender, load_recommender
-from components.serving.replay import case_ndcg
+from components.benches.replay import case_ndcg
 
 log = logging.getLogger(__name__)
 K = 10
