@@ -116,7 +116,8 @@ def _as_bad_request() -> Iterator[None]:
         raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
-@bentoml.service(name="interest", traffic={"timeout": 30}, threads=LIMITS.threads, endpoints={"livez": "/livez", "readyz": "/readyz"})
+@bentoml.service(name="interest", traffic={"timeout": 30}, threads=LIMITS.threads, logging={"access": {"enabled": LIMITS.access_log}},
+                 endpoints={"livez": "/livez", "readyz": "/readyz"})
 class InterestService:
     def __init__(self) -> None:
         from components.core.log import configure_logging

@@ -482,6 +482,8 @@ class ServingParams(_Section):
     blas_threads: int = Field(ge=1)
     batch_max: int = Field(ge=1)
     batch_wait_ms: float = Field(ge=0)
+    shopper_tops: int = Field(ge=0)
+    access_log: bool
     port: int = Field(ge=1, le=65535)
     workers: int = Field(ge=1)
     cluster_dir: Path

@@ -8,6 +8,7 @@ that name the request are stored with the position and propensity their item was
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -164,6 +165,9 @@ class ServingApp:
         for live in others:
             with live.lock:
                 catch_up_added(self.params, live.current)
+        for live in self._live.values():   # the shoppers' kept scores, over the new catalogue, in the background
+            threading.Thread(target=live.current.keep_shopper_tops, args=(self.params.serving.shopper_tops,),
+                             name="shopper-tops", daemon=True).start()
         return {"added": added["added"], "added_in_all": added["added_in_all"], "model_tag": first.current.tag}
 
     def info(self) -> dict:

@@ -32,6 +32,7 @@ class LiveRecommender:
         recommender = load_recommender(self.params, tag)
         recommender.start_batching(self.params.serving.batch_max, self.params.serving.batch_wait_ms)
         recommender.text_encoder()      # loaded with the version, before it answers: no text request waits for it
+        recommender.keep_shopper_tops(self.params.serving.shopper_tops)
         return recommender
 
     def start(self) -> "LiveRecommender":

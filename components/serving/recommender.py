@@ -42,6 +42,7 @@ from components.serving.policies import (EPSILON_GREEDY, GREEDY, SOFTMAX, THOMPS
                                          Softmax, Thompson)
 from components.serving.consistency import blend_with_popularity, personal_weight, segment_log_popularity
 from components.serving.popular_default import popular_diverse_default
+from components.serving.shopper_tops import ShopperTops, shopper_tops
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,27 @@ class Recommender:
         self._encoder_loading = threading.Lock()   # concurrent first text requests load it once
         self._batcher: MicroBatcher | None = None
         self._feedback_cache: tuple | None = None
+        self._tops: ShopperTops | None = None
         self._rebuild()
 
     def start_batching(self, max_batch: int, max_wait_ms: float) -> None:
         """Score concurrent requests together (the service; see serving.batching)."""
         if max_batch > 1:
             self._batcher = MicroBatcher(self.score, max_batch, max_wait_ms)
+
+    def keep_shopper_tops(self, depth: int) -> None:
+        """Keep every known shopper's `depth` best served scores (see serving.shopper_tops): their
+        requests then draw from those instead of scoring the catalogue. Over the catalogue as it
+        is now: once products are added, kept rows are not used until this runs again."""
+        if depth <= 0:
+            return
+        histories = {user: self.item_indices(list(items)) for user, items in self._histories.items()}
+
+        def served(users: Sequence[str], batch: Sequence[Sequence[int]]) -> list[np.ndarray]:
+            return [self.personalised(row, len(h), self.segment_of(u)) for u, h, row in zip(users, batch, self.score(batch))]
+        tops = shopper_tops(histories, served, depth, self.batch_size, self.n_items + 1)
+        if tops.n_scored == self.n_items + 1:   # no product was added meanwhile
+            self._tops = tops
 
     def retire(self) -> None:
         """Swapped out: requests still holding it are answered, its batcher then stops."""
@@ -262,8 +278,10 @@ class Recommender:
         history: list[int] = []
         if items:
             history = self.item_indices(list(items))
-            scores = self.personalised(self._score_one(history), len(history), self.segment_of(user))
             hidden, by = (hidden + history if hide_history else hidden), BY_USER if user else BY_ITEMS
+            scores = self._kept_scores(user, since_training, hidden, draw.reach(k))
+            if scores is None:
+                scores = self.personalised(self._score_one(history), len(history), self.segment_of(user))
         elif text:
             scores, by = self._model_scorer.score_texts(self.encode_texts([text]))[0], BY_TEXT
         else:
@@ -273,6 +291,15 @@ class Recommender:
             return ranked
         weight = personal_weight(self.serving.personalisation, len(history), self.serving.thin_history)
         return replace(ranked, reasons=self.explanations(ranked.items, history, text, weight))
+
+    def _kept_scores(self, user: str | None, since_training: Sequence[str], hidden: Sequence[int],
+                     reach: int) -> np.ndarray | None:
+        """A known shopper's kept best scores, when they answer this request exactly: no
+        engagement since training, the catalogue they were kept over, enough left after hiding."""
+        tops = self._tops
+        if not user or since_training or tops is None or tops.n_scored != self.n_items + 1:
+            return None
+        return tops.scores_of(user, hidden, reach)
 
     def explanations(self, shown: Sequence[str], history: Sequence[int], text: str | None,
                      personal: float = 1.0) -> tuple[str, ...]:

@@ -28,7 +28,8 @@ SESSION_TTL = 60
 
 @pytest.fixture
 def cluster(served_sample, tmp_path):
-    sessions = {"INTEREST__SERVING__SESSION_TTL_SECONDS": str(SESSION_TTL)}
+    sessions = {"INTEREST__SERVING__SESSION_TTL_SECONDS": str(SESSION_TTL),
+                "INTEREST__SERVING__ACCESS_LOG": "true"}   # each worker's log counts the requests it answered
     env = clean_env(BENTOML_HOME=str(store_home(served_sample)), INTEREST_SERVICE_TOKEN=TOKEN,
                     INTEREST__SERVING__ADDED_ITEMS_DIR=str(tmp_path / "added"), **sessions)
     params = load_params(served_sample.root / "params.yaml", environ=sessions)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from components.core.errors import InterestError
@@ -17,6 +18,7 @@ from components.evaluation.ranking import rank_cases, summarise
 from components.models.baselines import train_counts
 from components.registry.bundle import FILES, NO_SEGMENT, Bundle
 from components.registry.store import registered
+from components.serving.added_items import COLUMNS, AddedItems
 from components.serving.recommender import UnknownItems, load_recommender, words
 
 pytestmark = pytest.mark.model
@@ -110,6 +112,47 @@ def test_exploring_policies_keep_to_the_pool_and_log_their_propensities(served):
         assert ((a["propensity"] > 0) & (a["propensity"] <= 1)).all() and a["item"].is_unique
     with pytest.raises(InterestError, match="unknown policy"):
         served.recommend(items=history, policy="thompson-without-feedback")
+
+
+@pytest.mark.parametrize("policy", ["greedy", "epsilon_greedy", "softmax", "thompson"])
+def test_kept_shopper_scores_give_the_slates_of_scoring_the_catalogue(served, policy):
+    """Every known shopper's slate from the kept best scores is the full scoring's (the same items
+    and scores, up to the float rounding that batching concurrent requests gives anyway); a
+    request the kept scores cannot answer exactly (few kept, many hidden, new engagements, products
+    added since) scores the catalogue."""
+    users = list(served.bundle.histories()["user"])
+    k = 10
+    reach = served.policy(policy).reach(k)
+    depth = reach + 1   # one spare: a request whose hidden history holds two of the kept falls back
+
+    def slates(**request) -> list:
+        return [served.rank(user=u, k=k, policy=policy, rng=np.random.default_rng(5), **request) for u in users]
+    served._tops = None
+    full, shown_all = slates(), slates(hide_history=False)
+    served.keep_shopper_tops(depth)
+    kept, kept_all = slates(), slates(hide_history=False)
+    for a, b in [*zip(full, kept), *zip(shown_all, kept_all)]:
+        assert list(a.items) == list(b.items)
+        np.testing.assert_allclose(a.scores, b.scores, atol=2e-4)
+        np.testing.assert_allclose(a.propensities, b.propensities, atol=1e-5)
+    histories = [served.item_indices(list(h)) for h in served.bundle.histories()["history"]]
+    answered = [served._kept_scores(u, (), h, reach) is not None for u, h in zip(users, histories)]
+    assert any(answered) and not all(answered)   # both ways taken on this sample
+    assert served._kept_scores(users[0], ["some engagement"], [], reach) is None
+    served.keep_shopper_tops(0)   # off: nothing kept anew, the kept rows stay
+    assert served._tops is not None
+
+
+def test_kept_shopper_scores_wait_for_products_added_since(served_sample, tmp_path):
+    recommender = load_recommender(served_sample)
+    recommender.keep_shopper_tops(served_sample.serving.explore_pool + 10)
+    user = recommender.bundle.histories()["user"].iloc[0]
+    assert recommender._kept_scores(user, (), [], 10) is not None
+    vectors = recommender.item_text_vectors()[1:2]
+    recommender.add_items(AddedItems(pd.DataFrame({"item": ["NEW-1"], "title": ["a new product"]}).reindex(columns=COLUMNS), vectors))
+    assert recommender._kept_scores(user, (), [], 10) is None   # kept over the old catalogue: not used
+    recommender.keep_shopper_tops(served_sample.serving.explore_pool + 10)
+    assert recommender._kept_scores(user, (), [], 10) is not None
 
 
 def test_explanations_name_the_history_item_the_query_words_or_popularity(served):

@@ -28,6 +28,13 @@ def test_candidates_are_the_pool_best_finite_scores():
     assert candidates(SCORES, 4).tolist() == [1, 2, 3, 7]
 
 
+def test_candidates_break_ties_by_the_lower_index_among_mostly_unscored_items():
+    row = np.full(1000, -np.inf)
+    row[[900, 40, 41, 700, 5]] = [3.0, 1.0, 2.0, 1.0, 1.0]
+    assert candidates(row, 3).tolist() == [900, 41, 5]
+    assert candidates(row, 10).tolist() == [900, 41, 5, 40, 700]   # fewer finite than the pool: all of them
+
+
 def test_greedy_shows_the_best_with_certainty():
     slate = Greedy().draw(SCORES, 3, np.random.default_rng(0))
     assert slate.items.tolist() == [1, 2, 3] and slate.propensities.tolist() == [1, 1, 1]
