@@ -17,6 +17,7 @@ from typing import Iterator, Literal
 
 import bentoml
 import pandas as pd
+import torch
 from pydantic import BaseModel, Field
 from threadpoolctl import threadpool_limits
 
@@ -127,6 +128,7 @@ class InterestService:
         configure_logging()
         log_client_errors_in_one_line()
         threadpool_limits(LIMITS.blas_threads, user_api="blas")   # requests run in parallel threads already
+        torch.set_num_threads(LIMITS.blas_threads)   # and so do workers: OpenMP threads spinning beside them starve the rest
         self.app = ServingApp(PARAMS, os.environ.get(TAG_ENV) or None)
         self.token = service_token(PARAMS.path(PARAMS.serving.token_file))
 

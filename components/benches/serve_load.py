@@ -4,12 +4,14 @@ For each worker count of benchmark.serve_workers it starts the service as `inter
 does (single-process workers behind HAProxy, a PostgreSQL feedback store of the bench's own,
 the registered recommender), then with k6 (benchmarks/k6/serve.js, constant-arrival-rate: an
 open model, requests keep coming whether or not the server keeps up):
-1. `recommend` by shop id at benchmark.serve_rate requests/s for serve_seconds,
-2. the shop's mix of page views at that rate (by shopper, recent items, text, nothing, similar items),
-3. `feedback` (1-5 events a call) at that rate, then counts the events the store holds against
+1. `recommend` by shop id at rising rates (serve_step_rates, serve_step_seconds each) until p99
+   passes serve_p99_limit_ms,
+2. `recommend` by shop id at benchmark.serve_rate requests/s for serve_seconds,
+3. the shop's mix of page views at that rate (by shopper, recent items, text, nothing, similar items),
+4. `feedback` (1-5 events a call) at that rate, then counts the events the store holds against
    the events k6 saw acknowledged,
-4. `recommend` at rising rates (serve_step_rates, serve_step_seconds each) until p99 passes
-   serve_p99_limit_ms,
+5. `recommend` again: most shoppers now have engagements since training, so their catalogue is
+   scored in full (the kept best scores of serving.shopper_tops no longer answer for them),
 sampling the memory of the workers throughout. With the most workers, it first replays every
 test case over HTTP and compares NDCG@10 with the evaluation's (offline = online). Last, the
 same k6 load at the target rate through the same balancer against an app that answers at once
@@ -53,6 +55,7 @@ MEMORY_SAMPLE_SECONDS = 0.5
 FLOOR_STARTUP_SECONDS = 30
 TEXT_QUERY_WORDS = 4  # a text query: the first words of a product title
 ENDPOINTS = ("recommend", "mix", "feedback")
+AFTER_FEEDBACK = "recommend_after_feedback"   # the same shoppers, most now with engagements since training
 
 
 def _offline_equals_online(params: Params, url: str) -> dict:
@@ -118,15 +121,17 @@ def _steps(url: str, params: Params, out: Path, files: dict[str, str], label: st
 
 
 class _PeakMemory:
-    """The largest summed RSS of the workers, sampled in the background (balancer and store not counted)."""
+    """The largest summed RSS and PSS of the workers, sampled in the background (balancer and
+    store not counted)."""
 
     def __init__(self, cluster: Cluster):
-        self.cluster, self.peak, self._stop = cluster, 0, threading.Event()
+        self.cluster, self.peak_rss, self.peak_pss, self._stop = cluster, 0, 0, threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(MEMORY_SAMPLE_SECONDS):
-            self.peak = max(self.peak, sum(w.rss_bytes() for w in self.cluster.workers))
+            rss, pss = map(sum, zip(*(w.memory_bytes() for w in self.cluster.workers)))
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def __enter__(self) -> "_PeakMemory":
         self._thread.start()
@@ -158,14 +163,17 @@ def _bench_workers(params: Params, workers: int, out: Path, files: dict[str, str
         if replay_first:
             figures["replay"] = _offline_equals_online(params, cluster.url)
         with _PeakMemory(cluster) as memory:
+            figures["recommend_steps"] = _steps(cluster.url, params, out, files, label)
             for endpoint in ENDPOINTS:
                 before = _stored_events(cluster) if endpoint == "feedback" else 0
                 figures[endpoint] = _k6(cluster.url, endpoint, cfg.serve_rate, cfg.serve_seconds, out, files, label)
                 time.sleep(params.benchmark.serve_settle_seconds)
                 if endpoint == "feedback":
                     figures[endpoint]["events_stored"] = _stored_events(cluster) - before
-            figures["recommend_steps"] = _steps(cluster.url, params, out, files, label)
-        figures["workers_peak_rss_mb"] = round(memory.peak / 2 ** 20, 1)
+            figures[AFTER_FEEDBACK] = _k6(cluster.url, "recommend", cfg.serve_rate, cfg.serve_seconds, out, files,
+                                          f"{label}after_feedback_")
+        figures["workers_peak_rss_mb"] = round(memory.peak_rss / 2 ** 20, 1)
+        figures["workers_peak_pss_mb"] = round(memory.peak_pss / 2 ** 20, 1)
         figures["worker_restarts"] = cluster.restarts
     finally:
         cluster.stop()
@@ -238,8 +246,8 @@ def serving_table(figures: dict) -> str:
                 f"{run['failures']:>7} {run['dropped']:>8} {run['p50_ms']:>8.1f} {run['p99_ms']:>8.1f}   "
                 f"{floor['p50_ms']:.1f} / {floor['p99_ms']:.1f}")
     for by in figures["by_workers"]:
-        for endpoint in ENDPOINTS:
-            lines.append(row(by["workers"], endpoint, by[endpoint]))
+        for endpoint in (*ENDPOINTS, AFTER_FEEDBACK):
+            lines.append(row(by["workers"], endpoint.replace("recommend_", "").replace("_", " "), by[endpoint]))
         for step in by["recommend_steps"]["steps"]:
             lines.append(row(by["workers"], "recommend (step)", step))
     lines.append(f"{'':>7} {'floor':<16} {floor['rate']:>7} {floor['achieved_rps']:>9} {floor['requests']:>9} "
@@ -249,9 +257,15 @@ def serving_table(figures: dict) -> str:
         feedback = by["feedback"]
         lines.append(f"{by['workers']} worker(s): highest recommend rate with p99 under {figures['p99_limit_ms']:g} ms: "
                      f"{by['recommend_steps']['max_rate']}/s; feedback events acknowledged {feedback['events_acknowledged']}, "
-                     f"stored {feedback['events_stored']}; workers' peak memory {by['workers_peak_rss_mb']} MB")
+                     f"stored {feedback['events_stored']}; workers' peak memory {by['workers_peak_rss_mb']} MB resident, "
+                     f"{by['workers_peak_pss_mb']} MB proportional (shared pages split among the workers)")
         if "replay" in by:
             r = by["replay"]
             lines.append(f"offline = online through the balancer: {r['cases']} test cases over HTTP, NDCG@10 "
                          f"{r['ndcg@10_http']} vs evaluation {r['ndcg@10_evaluation']} (|diff| {r['abs_diff']})")
+    one = next((by for by in figures["by_workers"] if by["workers"] == 1), None)
+    for by in figures["by_workers"]:
+        if one is not None and by is not one:
+            lines.append(f"memory, {by['workers']} workers / 1: {by['workers_peak_rss_mb'] / one['workers_peak_rss_mb']:.2f}x "
+                         f"resident, {by['workers_peak_pss_mb'] / one['workers_peak_pss_mb']:.2f}x proportional")
     return "\n".join(lines)

@@ -33,6 +33,9 @@ from components.serving.auth import service_token
 log = logging.getLogger(__name__)
 SUPERVISE_SECONDS = 1.0   # how often dead workers are looked for
 BALANCER_STARTUP_SECONDS = 30
+# a worker busy under overload answers /readyz late: with a 1 s check both were taken out at
+# 500 requests/s and every request failed. A dead one refuses the connection at once anyway.
+HEALTH_CHECK_SECONDS = 5
 
 HAPROXY_CONFIG = """# written by `interest serve`: the balancer in front of {workers} service workers
 global
@@ -51,7 +54,8 @@ frontend interest
 backend workers
     balance leastconn
     option httpchk GET /readyz
-    default-server inter 1s fall 2 rise 1
+    timeout check {check_timeout}s
+    default-server inter 1s fall 3 rise 1
 {sessions}{servers}
 """
 # a request naming a session_id goes where that session's first request went, for as long as the
@@ -65,7 +69,8 @@ STICKY_SESSIONS = """    option http-buffer-request
 def haproxy_config(port: int, worker_ports: list[int], session_ttl_seconds: float = 0) -> str:
     servers = "\n".join(f"    server w{i} 127.0.0.1:{p} check" for i, p in enumerate(worker_ports))
     sessions = STICKY_SESSIONS.format(ttl=max(1, math.ceil(session_ttl_seconds))) if session_ttl_seconds > 0 else ""
-    return HAPROXY_CONFIG.format(workers=len(worker_ports), port=port, sessions=sessions, servers=servers)
+    return HAPROXY_CONFIG.format(workers=len(worker_ports), port=port, sessions=sessions, servers=servers,
+                                 check_timeout=HEALTH_CHECK_SECONDS)
 
 
 @dataclass

@@ -38,14 +38,18 @@ class LocalServer:
         except psutil.NoSuchProcess:
             return []
 
-    def rss_bytes(self) -> int:
-        total = 0
+    def memory_bytes(self) -> tuple[int, int]:
+        """(resident, proportional) bytes of its processes. Resident counts the pages it shares
+        with other processes (libraries, page cache) in full; proportional (PSS) splits each
+        shared page among its sharers, so summed over workers it is what the machine spends."""
+        rss = pss = 0
         for p in self.processes():
             try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
+                info = p.memory_full_info()
+                rss, pss = rss + info.rss, pss + info.pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
-        return total
+        return rss, pss
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: BentoML's arbiter stops its workers. SIGKILL: every process of it at once."""

@@ -6,6 +6,7 @@ request that already holds the old recommender finishes on it and the next one g
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -24,6 +25,7 @@ class LiveRecommender:
         self.params = params
         self.pinned = tag is not None
         self.current: Recommender = self._load(tag)
+        settle_heap()
         self.lock = threading.Lock()    # adding products and swapping never interleave
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -64,5 +66,17 @@ class LiveRecommender:
             catch_up_added(self.params, fresh)   # products added while it loaded
             old, self.current = self.current, fresh
         old.retire()
+        del old
+        settle_heap()
         log.info("now serving %s", tag)
         return True
+
+
+def settle_heap() -> None:
+    """Collect, then freeze what is left: a loaded version's half a million objects leave the
+    cyclic collector's view. A full collection over them held the GIL for ~280 ms (Beauty),
+    stalling every request now and then (max 500 ms at 200 requests/s). Frozen objects are still
+    freed by reference counting; collecting first, after each load, frees an old version's cycles."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

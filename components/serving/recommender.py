@@ -148,6 +148,7 @@ class Recommender:
         self._log_popularity = np.log1p(self._fit.counts.astype(np.float64))
         self._segment_log_popularity = segment_log_popularity(self._segment_popularity, self._index, self._fit.counts,
                                                               self.serving.segment_prior)
+        self._popular_picks: tuple[int, list[int]] = (0, [])   # (k asked, picks): see _popular_scores
         # unit-length item representations of the model: item-to-item similarity, added items included
         self._unit_items = F.normalize(model_scorer.items, dim=-1).cpu().numpy()
 
@@ -352,9 +353,14 @@ class Recommender:
         return blend_with_popularity(scores, self._segment_log_popularity.get(segment, self._log_popularity), weight)
 
     def _popular_scores(self, k: int) -> np.ndarray:
-        text = self.model.text.cpu().numpy()
-        picks = popular_diverse_default(self._fit.counts, text, k, self.serving.default_pool,
-                                        self.serving.default_diversity)
+        """The diverse popular default's k picks, best first, as scores. Its picks are made one at
+        a time whatever k is, so the longest list made so far serves every shorter one."""
+        asked, picks = self._popular_picks
+        if asked < k:
+            picks = popular_diverse_default(self._fit.counts, self.model.text.cpu().numpy(), k,
+                                            self.serving.default_pool, self.serving.default_diversity)
+            self._popular_picks = (k, picks)
+        picks = picks[:k]
         scores = np.full(self.n_items + 1, -np.inf)
         scores[picks] = np.arange(len(picks), 0, -1)
         return scores

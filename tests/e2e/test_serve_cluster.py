@@ -4,8 +4,10 @@ feedback load loses no acknowledged event and stores none twice when the client 
 balancer routes around the dead worker and the supervisor starts it again."""
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
+import time
 
 import httpx
 import pytest
@@ -14,9 +16,11 @@ from sqlalchemy import create_engine, func, select
 from components.core.config import load_params
 from components.deployment.serve import start_cluster
 from components.feedback.schema import events
+from components.registry.promotion import promote
 from components.registry.store import store_home
 from components.serving.recommender import load_recommender
 from tests.e2e.helpers import clean_env
+from tests.registry_copies import store_copy
 
 pytestmark = pytest.mark.e2e
 TOKEN = "cluster-token"
@@ -24,6 +28,8 @@ EVENTS = 400
 KILL_AFTER = 100    # acknowledged events before one worker is killed
 RETRIES = 50
 SESSION_TTL = 60
+SWAP_POLL = 0.5
+SWAP_DEADLINE = 90   # seconds for both workers to load the promoted version (its shoppers' best scores too)
 
 
 @pytest.fixture
@@ -101,3 +107,52 @@ def test_kill_9_of_a_worker_under_feedback_load_loses_nothing_and_stores_nothing
     with httpx.Client(timeout=30) as http:          # the restarted worker serves again, behind the balancer
         answers = [http.post(f"{cluster.url}/recommend", json={"items": items[:2], "k": 5}) for _ in range(20)]
     assert all(a.status_code == 200 for a in answers)
+
+
+def test_a_promotion_reaches_every_worker_under_load_without_a_failed_request(served_sample, tmp_path, monkeypatch):
+    """Both workers swap to the promoted version while four clients keep asking through the
+    balancer; no request fails, each answer names the version that made it, and once both
+    workers say they serve the new version no answer comes from the old one."""
+    home = tmp_path / "store"                          # a copy: promoting here leaves the sample's store alone
+    shutil.copytree(store_home(served_sample), home)
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    settings = {"INTEREST__SERVING__SWAP_POLL_SECONDS": str(SWAP_POLL)}
+    env = clean_env(BENTOML_HOME=str(home), INTEREST_SERVICE_TOKEN=TOKEN,
+                    INTEREST__SERVING__ADDED_ITEMS_DIR=str(tmp_path / "added"), **settings)
+    params = load_params(served_sample.root / "params.yaml", environ=settings)
+    history = load_recommender(served_sample).catalogue["item"].head(3).tolist()
+    cluster = start_cluster(params, port=0, workers=2, env=env, folder=tmp_path / "cluster")
+    answers, failures, stop = [], [], threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                r = client.post(f"{cluster.url}/recommend", json={"items": history, "k": 5})
+                (answers.append((time.monotonic(), r.json()["model_tag"])) if r.status_code == 200
+                 else failures.append(r.status_code))
+
+    def swapped() -> list[bool]:
+        return [f"now serving {new}" in (cluster.folder / f"worker{i}.log").read_text() for i in range(2)]
+    try:
+        old = httpx.post(f"{cluster.url}/model_info", json={}, timeout=30).json()["model_tag"]
+        new = store_copy(params, old)
+        clients = [threading.Thread(target=ask) for _ in range(4)]
+        for c in clients:
+            c.start()
+        time.sleep(1.0)
+        promote(params, new)
+        deadline = time.monotonic() + SWAP_DEADLINE
+        while not all(swapped()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        both_at = time.monotonic()
+        time.sleep(2.0)
+        stop.set()
+        for c in clients:
+            c.join()
+        assert all(swapped()), swapped()
+    finally:
+        stop.set()
+        cluster.stop()
+    assert failures == [] and answers
+    assert answers[0][1] == old and {tag for _, tag in answers} == {old, new}
+    assert {tag for at, tag in answers if at > both_at} == {new}

@@ -155,6 +155,15 @@ def test_kept_shopper_scores_wait_for_products_added_since(served_sample, tmp_pa
     assert recommender._kept_scores(user, (), [], 10) is not None
 
 
+def test_the_popular_default_is_made_once_for_every_shorter_list(served_sample):
+    recommender = load_recommender(served_sample)
+    five = list(recommender.rank(k=5).items)
+    twenty = list(recommender.rank(k=20).items)
+    assert twenty[:5] == five == list(recommender.rank(k=5).items)   # the shorter list from the longer one's picks
+    hidden = twenty[:2]
+    assert list(recommender.rank(k=5, exclude=hidden).items) == [i for i in twenty if i not in hidden][:5]
+
+
 def test_explanations_name_the_history_item_the_query_words_or_popularity(served):
     items = served.catalogue["item"].head(6).tolist()
     titles = dict(zip(served.catalogue["item"], served.catalogue["title"].fillna(served.catalogue["item"])))
