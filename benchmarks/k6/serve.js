@@ -20,9 +20,15 @@ const base = __ENV.BASE_URL;
 const json = { headers: { 'Content-Type': 'application/json' }, timeout: '30s' };
 const authorised = { headers: { ...json.headers, Authorization: `Bearer ${__ENV.TOKEN}` }, timeout: '30s' };
 
+const KINDS = ['user', 'items', 'text', 'nothing', 'similar'];
+// a threshold per kind of page view makes k6 report each kind's latency in the summary
+const byKind = __ENV.ENDPOINT === 'mix'
+  ? Object.fromEntries(KINDS.map((kind) => [`http_req_duration{kind:${kind}}`, ['max>=0']])) : {};
+
 export const options = {
   discardResponseBodies: true,
-  summaryTrendStats: ['med', 'p(90)', 'p(99)', 'max'],
+  thresholds: byKind,
+  summaryTrendStats: ['count', 'med', 'p(90)', 'p(99)', 'max'],
   scenarios: {
     load: {
       executor: 'constant-arrival-rate', rate: rate, timeUnit: '1s', duration: `${__ENV.SECONDS}s`,
@@ -36,11 +42,11 @@ const some = (list, n) => Array.from({ length: n }, () => pick(list));
 
 function pageView() {
   const draw = Math.random();
-  if (draw < 0.70) return ['recommend', { user: pick(users), k: 10 }];
-  if (draw < 0.80) return ['recommend', { items: some(items, 1 + Math.floor(Math.random() * 5)), k: 10 }];
-  if (draw < 0.85) return ['recommend', { text: pick(texts), k: 10 }];
-  if (draw < 0.90) return ['recommend', { k: 10 }];
-  return ['similar_items', { item: pick(items), k: 10 }];
+  if (draw < 0.70) return ['recommend', { user: pick(users), k: 10 }, 'user'];
+  if (draw < 0.80) return ['recommend', { items: some(items, 1 + Math.floor(Math.random() * 5)), k: 10 }, 'items'];
+  if (draw < 0.85) return ['recommend', { text: pick(texts), k: 10 }, 'text'];
+  if (draw < 0.90) return ['recommend', { k: 10 }, 'nothing'];
+  return ['similar_items', { item: pick(items), k: 10 }, 'similar'];
 }
 
 export default function () {
@@ -52,8 +58,8 @@ export default function () {
     res = http.post(`${base}/feedback`, JSON.stringify({ events }), authorised);
     if (res.status >= 200 && res.status < 300) acknowledged.add(events.length);
   } else {
-    const [path, body] = __ENV.ENDPOINT === 'mix' ? pageView() : ['recommend', { user: pick(users), k: 10 }];
-    res = http.post(`${base}/${path}`, JSON.stringify(body), json);
+    const [path, body, kind] = __ENV.ENDPOINT === 'mix' ? pageView() : ['recommend', { user: pick(users), k: 10 }, 'user'];
+    res = http.post(`${base}/${path}`, JSON.stringify(body), { ...json, tags: { kind } });
   }
   check(res, { 'status 2xx': (r) => r.status >= 200 && r.status < 300 });
 }

@@ -102,6 +102,10 @@ def _k6(url: str, endpoint: str, rate: int, seconds: int, out: Path, files: dict
                "max_ms": round(value("http_req_duration", "max"), 1)}
     if endpoint == "feedback":
         figures["events_acknowledged"] = int(value("events_acknowledged", "count"))
+    kinds = {name.split("kind:")[1].rstrip("}"): name for name in metrics if name.startswith("http_req_duration{kind:")}
+    if kinds:   # the page-view mix: each kind's own figures
+        figures["by_kind"] = {kind: {"requests": int(value(name, "count")), "p50_ms": round(value(name, "med"), 2),
+                                     "p99_ms": round(value(name, "p(99)"), 2)} for kind, name in sorted(kinds.items())}
     log.info("%s%s at %d/s: %s", label, endpoint, rate, figures)
     return figures
 
@@ -248,6 +252,9 @@ def serving_table(figures: dict) -> str:
     for by in figures["by_workers"]:
         for endpoint in (*ENDPOINTS, AFTER_FEEDBACK):
             lines.append(row(by["workers"], endpoint.replace("recommend_", "").replace("_", " "), by[endpoint]))
+        for kind, run in by["mix"].get("by_kind", {}).items():
+            lines.append(f"{'':>7} {'  mix: ' + kind:<16} {'':>7} {'':>9} {run['requests']:>9} {'':>7} {'':>8} "
+                         f"{run['p50_ms']:>8.1f} {run['p99_ms']:>8.1f}")
         for step in by["recommend_steps"]["steps"]:
             lines.append(row(by["workers"], "recommend (step)", step))
     lines.append(f"{'':>7} {'floor':<16} {floor['rate']:>7} {floor['achieved_rps']:>9} {floor['requests']:>9} "

@@ -7,10 +7,10 @@ QUIET_LIBRARIES = ("great_expectations", "alembic.runtime.plugins", "httpx")
 
 
 def configure_logging(level: str | None = None) -> None:
-    logging.basicConfig(
-        level=(level or os.environ.get("INTEREST_LOG_LEVEL", "INFO")).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    level = (level or os.environ.get("INTEREST_LOG_LEVEL", "INFO")).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # where a host set up logging first (a BentoML worker: root at WARNING), basicConfig does
+    # nothing: the project's own records still pass at the level asked ("now serving <tag>")
+    logging.getLogger("components").setLevel(level)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
