@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-seeds bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
+.PHONY: setup run test airflow bench-quality bench-quality-published bench-seeds bench-train-scale bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -70,6 +70,9 @@ bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-o
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
 	$(BIN)/interest bench-quality --params $(PUBLISHED_DIR)/params.yaml
 	$(MAKE) bench-seeds
+
+bench-train-scale: $(STAMP)  ## the train step as 1 process vs 2 torchrun agents ("nodes" on this machine), per seed, on a sample: metrics/train_scale.json
+	$(BIN)/interest bench-train-scale
 
 bench-seeds: $(STAMP)  ## the published setting once more per other seed of benchmark.seeds, then mean ± sd over all: metrics/seeds.json
 	@test -f $(PUBLISHED_DIR)/metrics/ranking.json || { echo "run make bench-quality-published first"; exit 2; }

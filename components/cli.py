@@ -1,6 +1,6 @@
 """`interest`: one command per pipeline step (made from components.pipeline.STEPS), `run` and
 `steps` for the pipeline as a whole, and the commands around it (recommend, add-items,
-params-for, bench-quality, bench-seeds, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
+params-for, bench-quality, bench-seeds, bench-train-scale, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
 from __future__ import annotations
 
 import json
@@ -260,6 +260,17 @@ def serve(port: Optional[int] = typer.Option(None, "--port", help="the service's
     connections, /readyz checks) sharing a PostgreSQL feedback store, dead workers started again."""
     from components.deployment.serve import serve as run
     run(_params(params), port)
+
+
+@app.command("bench-train-scale")
+def bench_train_scale(params: Optional[Path] = ParamsOpt) -> None:
+    """Train on PARAMS' split as one process and as torchrun agents (benchmark.train_scale_processes,
+    each seed of benchmark.train_scale_seeds; runs in benchmark.train_scale_dir): wall time,
+    valid NDCG@10, identical ranks. Run `interest run --to embed` on PARAMS first. Writes
+    benchmark.train_scale_metrics_file."""
+    from components.benches.train_scale import bench_train_scale as bench, train_scale_table
+    from components.core.config import default_params_path
+    typer.echo(train_scale_table(bench(_params(params), params or default_params_path())))
 
 
 @app.command("bench-seeds")

@@ -67,8 +67,8 @@ STEPS: tuple[Step, ...] = (
     Step("train", "components.training.train",
          "Train the interest model (model.* and train.*); keep the best checkpoint.",
          "Early-stops on validation NDCG@10 and writes train.model_file, train.metrics_file and the "
-         "per-epoch curves. For data-parallel training run it under torchrun, e.g. "
-         "`torchrun --nproc_per_node 2 -m components.cli train` (gloo on CPU, NCCL on CUDA)."),
+         "per-epoch curves. train.processes > 1: data-parallel, as that many torchrun agents "
+         "(nodes of one process, c10d rendezvous; gloo on CPU, NCCL on CUDA)."),
     Step("finetune_cold", "components.training.cold_start",
          "Fit the cold-start adapter and text match (coldstart.*) on warm items only.",
          "Text-only representations of new products learn to land where trained items' are; the "

@@ -42,7 +42,8 @@ from components.evaluation.metrics import HEADLINE_PROTOCOL, HEADLINE_SUBSET, ca
 from components.evaluation.ranking import rank_cases
 from components.feedback.schema import events
 from components.deployment.serve import Cluster, haproxy_config, start_cluster
-from components.deployment.service_process import free_port, wait_ready
+from components.core.ports import free_port
+from components.deployment.service_process import wait_ready
 from components.registry.store import registered
 from components.serving.recommender import Recommender, load_recommender
 from components.benches.replay import replay

@@ -168,6 +168,8 @@ class TrainParams(_Section):
     final_model_file: Path
     metrics_file: Path
     history_file: Path
+    processes: int = Field(ge=1)
+    agents_dir: Path
 
 
 class ItemKnnParams(_Section):
@@ -234,6 +236,11 @@ class BenchmarkParams(_Section):
     seeds: tuple[int, ...] = Field(min_length=2)
     seeds_dir: Path
     seeds_metrics_file: Path
+    train_scale_processes: tuple[int, ...] = Field(min_length=1)
+    train_scale_seeds: tuple[int, ...] = Field(min_length=1)
+    train_scale_users: int = Field(ge=0)
+    train_scale_dir: Path
+    train_scale_metrics_file: Path
     peers: PeersParams
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.core.errors import InterestError
-from components.deployment.service_process import free_port
+from components.core.ports import free_port
 
 log = logging.getLogger(__name__)
 PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin",)   # Debian's `postgresql` package keeps them off PATH

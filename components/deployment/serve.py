@@ -26,7 +26,8 @@ from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.paths import BIN, PROJECT_DIR
 from components.deployment.postgres import PostgresServer, start_postgres
-from components.deployment.service_process import LocalServer, free_port, start_server, wait_ready
+from components.core.ports import free_port
+from components.deployment.service_process import LocalServer, start_server, wait_ready
 from components.feedback.store import FeedbackStore, store_url
 from components.serving.auth import service_token
 

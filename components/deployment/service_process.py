@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,12 +15,7 @@ import psutil
 
 from components.core.errors import InterestError
 from components.core.paths import BIN, PROJECT_DIR
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from components.core.ports import free_port
 
 
 @dataclass

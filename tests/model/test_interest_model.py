@@ -67,18 +67,30 @@ def test_training_is_seeded_and_deterministic_on_cpu(prepared_sample):
 
 
 @pytest.mark.e2e
-def test_two_process_torchrun_keeps_ranks_identical(prepared_sample, tmp_path):
-    params_file = derived_params(prepared_sample, tmp_path)
-    proc = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "components.cli",
-         "train", "--params", str(params_file)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
-    )
+def test_two_torchrun_nodes_train_in_lock_step(prepared_sample, tmp_path):
+    """train.processes 2: the train step starts two torchrun agents, each a node of one process,
+    meeting at a c10d rendezvous on localhost, as two machines of a cluster would; every rank ends
+    with the same parameters and rank 0 writes the outputs once."""
+    params_file = derived_params(prepared_sample, tmp_path, train={"epochs": 3, "patience": 3, "max_minutes": 0,
+                                                                   "processes": 2, "agents_dir": str(tmp_path / "agents")})
+    proc = subprocess.run([str(BIN / "interest"), "train", "--params", str(params_file)], capture_output=True, text=True,
+                          timeout=900, cwd=tmp_path, env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = read_json(load_params(params_file).path(Path("metrics/train.json")))
-    assert summary["processes"] == 2
-    assert len(summary["param_digests"]) == 2 and len(set(summary["param_digests"])) == 1
+    params = load_params(params_file)
+    summary = read_json(params.path(params.train.metrics_file))
+    assert summary["processes"] == 2 and len(summary["param_digests"]) == 2 and len(set(summary["param_digests"])) == 1
+    assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["agent0.log", "agent1.log"]
+    assert params.path(params.train.model_file).is_file()
+
+
+def test_a_failed_torchrun_agent_stops_the_other_and_says_why(prepared_sample, tmp_path):
+    params_file = derived_params(prepared_sample, tmp_path, train={"epochs": 3, "patience": 3, "max_minutes": 0,
+                                                                   "processes": 2, "agents_dir": str(tmp_path / "agents"),
+                                                                   "device": "no-such-device"})
+    proc = subprocess.run([str(BIN / "interest"), "train", "--params", str(params_file)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "torchrun agent" in proc.stderr and "no-such-device" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_cold_items_are_ranked_through_the_text_path(prepared_sample):
