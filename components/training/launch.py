@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -27,7 +28,9 @@ from components.core.paths import BIN, PROJECT_DIR
 from components.core.ports import free_port
 
 log = logging.getLogger(__name__)
-LOG_TAIL_CHARS = 3000
+LOG_TAIL_CHARS = 2000
+# a Python exception's last line (the training's own, or torchrun's)
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception): .*$", re.MULTILINE)
 
 
 def under_torchrun() -> bool:
@@ -61,9 +64,18 @@ def train_on_agents(params: Params) -> dict:
             agents.append(subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT))
     failed = _wait(agents)
     if failed is not None:
-        raise InterestError(f"torchrun agent {failed} failed (exit {agents[failed].returncode}); the others were "
-                            f"stopped. Its log ({logs[failed]}) ends:\n{logs[failed].read_text()[-LOG_TAIL_CHARS:]}")
+        texts = [path.read_text() for path in logs]
+        raise InterestError(f"torchrun agent {failed} failed (exit {agents[failed].returncode}): {_root_cause(texts)}. "
+                            f"The others were stopped. Its log ({logs[failed]}) ends:\n{texts[failed][-LOG_TAIL_CHARS:]}")
     return read_json(params.path(params.train.metrics_file))
+
+
+def _root_cause(logs: list[str]) -> str:
+    """The training's own exception in the agents' logs, not torchrun's rendezvous errors that
+    follow it in every agent once one has failed."""
+    found = [m.group(0) for text in logs for m in EXCEPTION_LINE.finditer(text)]
+    own = [line for line in found if not line.startswith("torch.distributed")]
+    return (own or found or ["no exception in their logs"])[0]
 
 
 def _wait(agents: list[subprocess.Popen]) -> int | None:
