@@ -14,7 +14,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import pandas as pd
 from alembic import command
@@ -32,6 +32,23 @@ from components.feedback.schema import events, slates
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class Engagement(NamedTuple):
+    """A stored engagement event as a shopper's history reads it: `when` is the event's time,
+    else its arrival."""
+    row_id: int
+    user: str
+    item: str
+    when: float
+
+
+class Recorded(NamedTuple):
+    """What one `record` call stored: its new events and already-stored ones, and the new
+    engagements among them (the calling worker adds them to its shoppers' histories at once)."""
+    new: int
+    duplicates: int
+    engagements: list[Engagement]
 
 
 class FeedbackStoreError(InterestError):
@@ -122,14 +139,18 @@ class FeedbackStore:
             self._pending.append(row)
 
     def flush(self) -> int:
-        """Write the queued slates now; returns how many. The queue's lock is held only to take
-        the rows: requests that log slates never wait for the write (an fsync)."""
-        with self._writing:   # one writer at a time, so a flush returns only once earlier rows are in
-            with self._lock:
-                rows, self._pending = self._pending, []
-            if rows:
-                with self.engine.begin() as connection:
-                    connection.execute(self._insert(slates).on_conflict_do_nothing(index_elements=["request_id"]), rows)
+        """Write the queued slates now; returns how many."""
+        with self._writing, self.engine.begin() as connection:
+            return self._write_pending(connection)
+
+    def _write_pending(self, connection) -> int:
+        """Insert the queued slates in the caller's transaction; the caller holds `_writing` (one
+        writer at a time, so rows queued earlier are in once it returns). The queue's lock is held
+        only to take the rows: requests that log slates never wait for the write."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if rows:
+            connection.execute(self._insert(slates).on_conflict_do_nothing(index_elements=["request_id"]), rows)
         return len(rows)
 
     def _write_slates(self) -> None:
@@ -146,17 +167,17 @@ class FeedbackStore:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ feedback events
-    def record(self, batch: Iterable[Event]) -> tuple[int, int]:
-        """Store the events in one transaction; returns (new, already stored). Impressions and
-        engagements with a request_id get the position and propensity their slate showed them with.
+    def record(self, batch: Iterable[Event]) -> Recorded:
+        """Store the events in one transaction. Impressions and engagements with a request_id get
+        the position and propensity their slate showed them with.
 
         Group commit: concurrent calls queue their batches, and whichever holds the commit lock
-        writes every queued batch in one transaction (one fsync for all); each call returns once
-        the transaction holding its batch has committed. If that transaction fails, the batches
-        are retried one by one, so a bad batch fails alone."""
+        writes every queued batch, and the served slates queued so far, in one transaction (one
+        fsync for all); each call returns once the transaction holding its batch has committed. If
+        that transaction fails, the batches are retried one by one, so a bad batch fails alone."""
         batch = list(batch)
         if not batch:
-            return 0, 0
+            return Recorded(0, 0, [])
         future: Future = Future()
         with self._lock:
             self._queued_events.append((batch, future))
@@ -181,29 +202,31 @@ class FeedbackStore:
         for (_, future), result in zip(group, results):
             future.set_result(result)
 
-    def _insert_events(self, batches: list[list[Event]]) -> list[tuple[int, int]]:
-        """One transaction for all the batches; (new, already stored) per batch, in order (an
-        event id sent twice is new only where it first appears)."""
-        self.flush()
+    def _insert_events(self, batches: list[list[Event]]) -> list[Recorded]:
+        """One transaction for the queued slates and all the batches; a Recorded per batch, in
+        order (an event id sent twice is new only where it first appears)."""
         now = time.time()
-        with self.engine.begin() as connection:
+        with self._writing, self.engine.begin() as connection:
+            self._write_pending(connection)   # an event's slate is in before the event looks it up
             shown = self._shown(connection, {e.request_id for b in batches for e in b if e.request_id})
             rows = []
             for e in (e for b in batches for e in b):
                 position, propensity, model_tag = shown.get((e.request_id, e.item), (None, None, None))
                 rows.append({**asdict(e), "position": position, "propensity": propensity,
                              "model_tag": model_tag, "received_at": now})
-            inserted = {r[0] for r in connection.execute(
+            inserted = {event_id: (int(row_id), kind) for event_id, row_id, kind in connection.execute(
                 self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(events.c.event_id), rows)}
+                .returning(events.c.event_id, events.c.id, events.c.kind), rows)}
         results = []
         for batch in batches:
-            new = 0
+            new, engaged = 0, []
             for e in batch:
-                if e.event_id in inserted:
-                    inserted.discard(e.event_id)
+                if (row := inserted.pop(e.event_id, None)) is not None:
                     new += 1
-            results.append((new, len(batch) - new))
+                    row_id, kind = row
+                    if kind in ENGAGEMENTS:
+                        engaged.append(Engagement(row_id, e.user, e.item, now if e.at is None else e.at))
+            results.append(Recorded(new, len(batch) - new, engaged))
         return results
 
     @staticmethod
@@ -216,7 +239,7 @@ class FeedbackStore:
                 for position, (item, _score, propensity) in enumerate(items, start=1)}
 
     # ------------------------------------------------------------------ reads
-    def engagements_after(self, last_id: int) -> list[tuple[int, str, str, float]]:
+    def engagements_after(self, last_id: int) -> list[Engagement]:
         """Engagement events (clicks, carts, purchases, ratings, reviews: not impressions) stored
         after row `last_id`, in row order: (id, user, item, when), `when` the event's time, else
         its arrival: a shopper's history is in `when` order (serving.engaged_items)."""
@@ -224,7 +247,7 @@ class FeedbackStore:
             rows = connection.execute(
                 select(events.c.id, events.c.user, events.c.item, func.coalesce(events.c.at, events.c.received_at))
                 .where(events.c.id > last_id, events.c.kind.in_(ENGAGEMENTS)).order_by(events.c.id))
-            return [(int(i), u, item, float(when)) for i, u, item, when in rows]
+            return [Engagement(int(i), u, item, float(when)) for i, u, item, when in rows]
 
     def item_counts(self) -> dict[str, tuple[int, int]]:
         """Impressions and clicks per item over all served feedback: item -> (shows, clicks)."""

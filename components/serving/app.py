@@ -140,11 +140,11 @@ class ServingApp:
             who = self.pseudonym(e.user)
             events.append(Event(event_id=e.event_id, kind=e.kind, user=who, item=e.item, request_id=e.request_id,
                                 at=e.at, rating=e.rating, text=e.text, arm=self._arm(who).name))
-        stored, duplicates = self.store.record(events)
-        self.engaged.refresh()          # this worker's next answer for these shoppers knows the events
+        recorded = self.store.record(events)
+        self.engaged.add(recorded.engagements)   # this worker's next answer for these shoppers knows them
         for who in {e.user for e in events}:
             self.sessions.forget_user(who)
-        return {"stored": stored, "duplicates": duplicates}
+        return {"stored": recorded.new, "duplicates": recorded.duplicates}
 
     def forget_user(self, user: str) -> dict:
         """The right to erasure at the service: the shopper's events and slates leave the feedback

@@ -53,14 +53,15 @@ def test_concurrent_batches_commit_together_and_a_bad_one_fails_alone(store):
         futures = [pool.submit(send, n) for n in range(32)]
     results = {n: f.exception() or f.result() for n, f in enumerate(futures)}
     assert isinstance(results.pop(7), SQLAlchemyError)
-    assert sum(new for new, _ in results.values()) == store.count() == 31 + 15 + 1   # "shared" once
-    assert sum(dup for _, dup in results.values()) == 15
-    assert all(new >= 1 for new, _ in results.values())
+    assert sum(r.new for r in results.values()) == store.count() == 31 + 15 + 1   # "shared" once
+    assert sum(r.duplicates for r in results.values()) == 15
+    assert all(r.new >= 1 and len(r.engagements) == r.new for r in results.values())
 
 
 def test_an_event_sent_twice_is_stored_once(store):
-    assert store.record([click("e1"), click("e2")]) == (2, 0)
-    assert store.record([click("e2"), click("e3")]) == (1, 1)
+    assert store.record([click("e1"), click("e2")])[:2] == (2, 0)
+    again = store.record([click("e2"), click("e3")])
+    assert again[:2] == (1, 1) and [e.item for e in again.engagements] == ["i1"]
     assert store.count() == 3
 
 
@@ -85,6 +86,10 @@ def test_engagements_make_the_history_in_time_order_and_reach_every_worker_by_it
     worker.refresh()
     assert worker.of("u1") == ["i1", "i5", "i2"]            # in time order, not arrival order
     assert EngagedItems(store, refresh_seconds=0).of("u1") == ["i1", "i5", "i2"]
+    worker.add(store.record([click("f", item="i6", at=12.0), click("b", item="i1", at=10.0)]).engagements)
+    assert worker.of("u1") == ["i1", "i6", "i5", "i2"]      # its own write, before any read; the resent one once
+    worker.refresh()
+    assert worker.of("u1") == ["i1", "i6", "i5", "i2"]      # the read does not add it twice
     worker.forget("u1")
     assert worker.of("u1") == []
 
