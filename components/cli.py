@@ -262,6 +262,28 @@ def serve(port: Optional[int] = typer.Option(None, "--port", help="the service's
     run(_params(params), port)
 
 
+@app.command("store-up")
+def store_up(params: Optional[Path] = ParamsOpt) -> None:
+    """Start the S3 object store DVC's remote lives on (SeaweedFS, on object_store.s3_port, data in
+    object_store.dir) and give this repository's remote its endpoint and keys in .dvc/config.local:
+    then `dvc push` / `dvc pull`. Keys: $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY, else made once."""
+    from components.core.config import default_params_path
+    from components.deployment.object_store import point_dvc_at, start_object_store
+    p = _params(params)
+    store = start_object_store(p.object_store, p.path(p.object_store.dir))
+    point_dvc_at(store, (params or default_params_path()).resolve().parent, p.object_store.dvc_remote)
+    typer.echo(f"S3 store on {store.endpoint}, bucket {store.bucket}; DVC remote '{p.object_store.dvc_remote}' "
+               "points at it (.dvc/config.local). Stop it with `make store-down`.")
+
+
+@app.command("store-down")
+def store_down(params: Optional[Path] = ParamsOpt) -> None:
+    """Stop the object store `interest store-up` started (its data stays in object_store.dir)."""
+    from components.deployment.object_store import stop_object_store
+    p = _params(params)
+    typer.echo("stopped" if stop_object_store(p.path(p.object_store.dir)) else "no store was running")
+
+
 @app.command("bench-train-scale")
 def bench_train_scale(params: Optional[Path] = ParamsOpt) -> None:
     """Train on PARAMS' split as one process and as torchrun agents (benchmark.train_scale_processes,

