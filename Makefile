@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup run test airflow store-up store-down bench-quality bench-quality-published bench-seeds bench-train-scale bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
+.PHONY: setup run test airflow airflow-cluster airflow-cluster-stop store-up store-down bench-quality bench-quality-published bench-seeds bench-train-scale bench-peers bench-coldstart-scientific serve bento bench-serve bench-consistency bench-ope demo-loop steps clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,6 +72,12 @@ bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-o
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
 	$(BIN)/interest bench-quality --params $(PUBLISHED_DIR)/params.yaml
 	$(MAKE) bench-seeds
+
+airflow-cluster: $(STAMP)  ## start Airflow on PostgreSQL + Redis with a Celery worker (API server/UI on airflow_cluster.api_port), each process with its log in airflow_cluster.dir
+	$(BIN)/interest airflow-cluster
+
+airflow-cluster-stop: $(STAMP)  ## stop exactly what make airflow-cluster started
+	$(BIN)/interest airflow-cluster-stop
 
 store-up: $(STAMP)  ## start the S3 object store of DVC's remote (SeaweedFS on object_store.s3_port), keys in .dvc/config.local: then dvc push / dvc pull
 	$(BIN)/interest store-up

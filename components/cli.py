@@ -1,6 +1,6 @@
 """`interest`: one command per pipeline step (made from components.pipeline.STEPS), `run` and
 `steps` for the pipeline as a whole, and the commands around it (recommend, add-items,
-params-for, bench-quality, bench-seeds, bench-train-scale, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
+params-for, store-up, airflow-cluster, bench-quality, bench-seeds, bench-train-scale, bench-peers, bench-serve, bench-consistency). Each loads params, calls components, prints the result."""
 from __future__ import annotations
 
 import json
@@ -282,6 +282,32 @@ def store_down(params: Optional[Path] = ParamsOpt) -> None:
     from components.deployment.object_store import stop_object_store
     p = _params(params)
     typer.echo("stopped" if stop_object_store(p.path(p.object_store.dir)) else "no store was running")
+
+
+@app.command("airflow-cluster")
+def airflow_cluster(workers: int = typer.Option(1, "--workers", min=1, help="Celery workers to start"),
+                    params: Optional[Path] = ParamsOpt) -> None:
+    """Start Airflow on PostgreSQL with Redis and Celery workers on this machine (in airflow_cluster.dir):
+    the API server and UI on airflow_cluster.api_port, scheduler, DAG processor, triggerer, workers,
+    each with its own log. The DAGs read PARAMS. Stop it with `interest airflow-cluster-stop`."""
+    from components.core.config import default_params_path
+    from components.deployment.airflow_cluster import start_airflow_cluster
+    p = _params(params)
+    project = (params or default_params_path()).resolve().parent
+    cluster = start_airflow_cluster(p.airflow_cluster, p.path(p.airflow_cluster.dir), project,
+                                    Path(__file__).resolve().parents[1] / "dags", workers=workers)
+    home = cluster.env["AIRFLOW_HOME"]
+    typer.echo(f"Airflow on {cluster.url} (user admin, password in {home}/simple_auth_manager_passwords.json.generated)\n"
+               f"logs: {cluster.root / 'logs'}; the airflow CLI of another shell: source {cluster.root / 'env.sh'}")
+
+
+@app.command("airflow-cluster-stop")
+def airflow_cluster_stop(params: Optional[Path] = ParamsOpt) -> None:
+    """Stop exactly the processes `interest airflow-cluster` started (workers first), then its PostgreSQL."""
+    from components.deployment.airflow_cluster import stop_airflow_cluster
+    p = _params(params)
+    stopped = stop_airflow_cluster(p.path(p.airflow_cluster.dir))
+    typer.echo(f"stopped {', '.join(stopped)}" if stopped else "no cluster was running")
 
 
 @app.command("bench-train-scale")

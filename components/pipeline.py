@@ -25,7 +25,8 @@ READS_ENV = "INTEREST_RECORD_PARAMS_READS"
 # the DAGs: where the project (its params.yaml) is, and how often a failed task is retried
 PROJECT_DIR_ENV = "INTEREST_PROJECT_DIR"
 RETRIES_ENV = "INTEREST_TASK_RETRIES"
-RETRY_DELAY_MINUTES = 5
+RETRY_DELAY_ENV = "INTEREST_TASK_RETRY_DELAY_SECONDS"
+RETRY_DELAY_SECONDS = 300
 # the Airflow asset feedback_monitor updates when it writes a new data version; interest_training runs on it
 ACCEPTED_FEEDBACK_ASSET = "interest_accepted_feedback"
 
@@ -129,12 +130,13 @@ ANALYSIS_NAMES: tuple[str, ...] = tuple(s.name for s in ANALYSES)
 def dag_settings() -> dict[str, Any]:
     """What the project's DAGs share: no backfill, one run at a time (a run's outputs, or the
     feedback watermark, are shared with the next), and failed tasks retried
-    $INTEREST_TASK_RETRIES times (default 2; tests set 0 so a failure shows at once)."""
+    $INTEREST_TASK_RETRIES times (default 2; tests set 0 so a failure shows at once), each
+    $INTEREST_TASK_RETRY_DELAY_SECONDS later (default 300)."""
     from datetime import datetime, timedelta, timezone
 
     return {"start_date": datetime(2025, 1, 1, tzinfo=timezone.utc), "catchup": False, "max_active_runs": 1,
             "default_args": {"owner": "interest-platform", "retries": int(os.environ.get(RETRIES_ENV, "2")),
-                             "retry_delay": timedelta(minutes=RETRY_DELAY_MINUTES)}}
+                             "retry_delay": timedelta(seconds=int(os.environ.get(RETRY_DELAY_ENV, RETRY_DELAY_SECONDS)))}}
 
 
 def project_params(dag_file: str) -> "Params":

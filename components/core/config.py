@@ -258,6 +258,14 @@ class ObjectStoreParams(_Section):
     start_seconds: float = Field(gt=0)
 
 
+class AirflowClusterParams(_Section):
+    dir: Path
+    api_port: int = Field(ge=1, le=65535)
+    worker_concurrency: int = Field(ge=1)
+    task_heartbeat_timeout_seconds: int = Field(ge=1)
+    start_seconds: float = Field(gt=0)
+
+
 class GateParams(_Section):
     ndcg_tolerance: float = Field(ge=0, lt=1)
     cold_recall_tolerance: float = Field(ge=0, lt=1)
@@ -523,6 +531,7 @@ class Params(_Section):
     coldstart: ColdStartParams
     registry: RegistryParams
     object_store: ObjectStoreParams
+    airflow_cluster: AirflowClusterParams
     gate: GateParams
     monitor: MonitorParams
     simulate: SimulateParams
