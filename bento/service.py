@@ -118,6 +118,7 @@ def _as_bad_request() -> Iterator[None]:
 
 
 @bentoml.service(name="interest", traffic={"timeout": 30}, threads=LIMITS.threads, logging={"access": {"enabled": LIMITS.access_log}},
+                 metrics={"enabled": LIMITS.prometheus_metrics, "namespace": "bentoml_service"},
                  endpoints={"livez": "/livez", "readyz": "/readyz"})
 class InterestService:
     def __init__(self) -> None:

@@ -507,6 +507,7 @@ class ServingParams(_Section):
     batch_wait_ms: float = Field(ge=0)
     shopper_tops: int = Field(ge=0)
     access_log: bool
+    prometheus_metrics: bool
     port: int = Field(ge=1, le=65535)
     workers: int = Field(ge=1)
     cluster_dir: Path
