@@ -57,6 +57,7 @@ FLOOR_STARTUP_SECONDS = 30
 TEXT_QUERY_WORDS = 4  # a text query: the first words of a product title
 ENDPOINTS = ("recommend", "mix", "feedback")
 AFTER_FEEDBACK = "recommend_after_feedback"   # the same shoppers, most now with engagements since training
+ROW_LABELS = {"recommend": "recommend", "mix": "mix", "feedback": "feedback", AFTER_FEEDBACK: "after feedback"}
 
 
 def _offline_equals_online(params: Params, url: str) -> dict:
@@ -252,7 +253,7 @@ def serving_table(figures: dict) -> str:
                 f"{floor['p50_ms']:.1f} / {floor['p99_ms']:.1f}")
     for by in figures["by_workers"]:
         for endpoint in (*ENDPOINTS, AFTER_FEEDBACK):
-            lines.append(row(by["workers"], endpoint.replace("recommend_", "").replace("_", " "), by[endpoint]))
+            lines.append(row(by["workers"], ROW_LABELS[endpoint], by[endpoint]))
         for kind, run in by["mix"].get("by_kind", {}).items():
             lines.append(f"{'':>7} {'  mix: ' + kind:<16} {'':>7} {'':>9} {run['requests']:>9} {'':>7} {'':>8} "
                          f"{run['p50_ms']:>8.1f} {run['p99_ms']:>8.1f}")

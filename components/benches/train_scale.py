@@ -19,6 +19,7 @@ import numpy as np
 
 from components.core.config import Params, derive_params, load_params
 from components.core.io import write_json
+from components.evaluation.seeds import spread
 from components.pipeline import run_step, select_steps
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,9 @@ def bench_train_scale(params: Params, params_file: Path) -> dict:
     by_processes = {}
     for processes in cfg.train_scale_processes:
         mine = [r for r in runs if r["processes"] == processes]
-        ndcg = np.array([r["best_valid_ndcg@10"] for r in mine])
+        valid = spread([r["best_valid_ndcg@10"] for r in mine])
         by_processes[str(processes)] = {
-            "best_valid_ndcg@10_mean": round(float(ndcg.mean()), 6),
-            "best_valid_ndcg@10_sd": round(float(ndcg.std(ddof=1)), 6) if len(ndcg) > 1 else None,
+            "best_valid_ndcg@10_mean": valid["mean"], "best_valid_ndcg@10_sd": valid["sd"],
             "wall_seconds_mean": round(float(np.mean([r["wall_seconds"] for r in mine])), 1),
             "seconds_per_epoch_mean": round(float(np.mean([r["train_seconds"] / r["epochs_run"] for r in mine])), 1),
             "ranks_identical": all(r["ranks_identical"] for r in mine)}

@@ -139,9 +139,12 @@ class FeedbackStore:
             self._pending.append(row)
 
     def flush(self) -> int:
-        """Write the queued slates now; returns how many."""
-        with self._writing, self.engine.begin() as connection:
-            return self._write_pending(connection)
+        """Write the queued slates now; returns how many (no transaction when none are queued)."""
+        with self._writing:
+            if not self._pending:
+                return 0
+            with self.engine.begin() as connection:
+                return self._write_pending(connection)
 
     def _write_pending(self, connection) -> int:
         """Insert the queued slates in the caller's transaction; the caller holds `_writing` (one
