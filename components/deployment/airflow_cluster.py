@@ -14,9 +14,7 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +24,15 @@ import httpx
 from components.core.config import AirflowClusterParams
 from components.core.errors import InterestError
 from components.core.ports import free_port
-from components.deployment.postgres import PostgresServer, start_postgres
+from components.core.paths import BIN
+from components.deployment.postgres import PostgresServer, pg_bin, start_postgres
+from components.deployment.process_group import stop_process_group
 
 log = logging.getLogger(__name__)
 
-BIN = Path(sys.executable).parent
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 DATABASE = "airflow"
+STOP_GRACE_SECONDS = 20   # a component's SIGTERM to exit before SIGKILL (a worker finishing its task's shutdown)
 
 
 @dataclass
@@ -188,30 +188,6 @@ def _wait_healthy(cluster: AirflowCluster, deadline: float) -> None:
                         f"see the logs in {cluster.root / 'logs'}")
 
 
-def stop_process(pid: int, grace_seconds: float = 20) -> None:
-    """SIGTERM to the process group, SIGKILL after the grace period."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def stop_airflow_cluster(root: Path) -> list[str]:
     """Stop exactly the processes the cluster in `root` started (workers first), then PostgreSQL."""
     root = Path(root)
@@ -219,10 +195,9 @@ def stop_airflow_cluster(root: Path) -> list[str]:
     pids = json.loads(pids_file.read_text()) if pids_file.is_file() else {}
     order = sorted(pids, key=lambda name: (not name.startswith("worker"), name == "redis"))
     for name in order:
-        stop_process(pids[name])
+        stop_process_group(pids[name], STOP_GRACE_SECONDS)
     pids_file.unlink(missing_ok=True)
     if (root / "postgres" / "data" / "postmaster.pid").is_file():
-        from components.deployment.postgres import pg_bin
         bin_dir = pg_bin()
         if bin_dir is not None:
             PostgresServer(root / "postgres", 0, bin_dir).stop()

@@ -12,10 +12,8 @@ import json
 import logging
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,14 @@ import httpx
 
 from components.core.config import ObjectStoreParams
 from components.core.errors import InterestError
+from components.core.paths import BIN
 from components.core.ports import free_port
+from components.deployment.process_group import stop_process_group
 
 log = logging.getLogger(__name__)
 
-WEED = Path(sys.executable).with_name("weed")
+WEED = BIN / "weed"
+STOP_GRACE_SECONDS = 10
 ACCESS_KEY_ENV, SECRET_KEY_ENV = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
 # `weed mini` binds these whatever its other ports are set to: one store per machine
 FIXED_PORTS = (8181, 9101, 33646)
@@ -128,29 +129,13 @@ def stop_object_store(root: Path) -> bool:
         return False
     pid = int(pid_file.read_text())
     pid_file.unlink()
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    for _ in range(100):
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:   # started by this process: reap it
-                return True
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    os.killpg(pid, signal.SIGKILL)
-    return True
+    return stop_process_group(pid, STOP_GRACE_SECONDS)
 
 
 def point_dvc_at(store: ObjectStore, repo: Path, remote: str) -> None:
     """Give the repository's DVC remote this store's endpoint and keys in .dvc/config.local (git-ignored
     by DVC): `dvc push` / `dvc pull` then reach it with no environment set."""
-    dvc = Path(sys.executable).with_name("dvc")
+    dvc = BIN / "dvc"
     for option, value in (("endpointurl", store.endpoint), ("access_key_id", store.keys.access_key),
                           ("secret_access_key", store.keys.secret_key)):
         done = subprocess.run([str(dvc), "remote", "modify", "--local", remote, option, value], cwd=repo,

@@ -217,17 +217,16 @@ class FeedbackStore:
                 position, propensity, model_tag = shown.get((e.request_id, e.item), (None, None, None))
                 rows.append({**asdict(e), "position": position, "propensity": propensity,
                              "model_tag": model_tag, "received_at": now})
-            inserted = {event_id: (int(row_id), kind) for event_id, row_id, kind in connection.execute(
+            inserted = {event_id: int(row_id) for event_id, row_id in connection.execute(
                 self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(events.c.event_id, events.c.id, events.c.kind), rows)}
+                .returning(events.c.event_id, events.c.id), rows)}
         results = []
         for batch in batches:
             new, engaged = 0, []
             for e in batch:
-                if (row := inserted.pop(e.event_id, None)) is not None:
+                if (row_id := inserted.pop(e.event_id, None)) is not None:
                     new += 1
-                    row_id, kind = row
-                    if kind in ENGAGEMENTS:
+                    if e.kind in ENGAGEMENTS:
                         engaged.append(Engagement(row_id, e.user, e.item, now if e.at is None else e.at))
             results.append(Recorded(new, len(batch) - new, engaged))
         return results

@@ -56,9 +56,8 @@ def _wait(condition, seconds: float, what: str):
 
 
 def _finished(engine, dag_id: str, run_id: str) -> str:
-    state = _wait(lambda: _run_state(engine, dag_id, run_id) in ("success", "failed") and _run_state(engine, dag_id, run_id),
-                  RUN_SECONDS, f"{dag_id} run {run_id} to finish")
-    return state
+    return _wait(lambda: (state := _run_state(engine, dag_id, run_id)) in ("success", "failed") and state,
+                 RUN_SECONDS, f"{dag_id} run {run_id} to finish")
 
 
 def test_the_dags_run_through_celery_and_a_killed_worker_costs_one_retry(tmp_path, mirror_dir, monkeypatch):
