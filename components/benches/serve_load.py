@@ -127,8 +127,8 @@ def _steps(url: str, params: Params, out: Path, files: dict[str, str], label: st
 
 
 class _PeakMemory:
-    """The largest summed RSS and PSS of the workers, sampled in the background (balancer and
-    store not counted)."""
+    """The largest summed RSS and PSS of the workers and the launcher they were forked from,
+    sampled in the background (balancer and store not counted)."""
 
     def __init__(self, cluster: Cluster):
         self.cluster, self.peak_rss, self.peak_pss, self._stop = cluster, 0, 0, threading.Event()
@@ -136,7 +136,7 @@ class _PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(MEMORY_SAMPLE_SECONDS):
-            rss, pss = map(sum, zip(*(w.memory_bytes() for w in self.cluster.workers)))
+            rss, pss = self.cluster.launcher.memory_bytes()
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def __enter__(self) -> "_PeakMemory":

@@ -12,5 +12,10 @@ def configure_logging(level: str | None = None) -> None:
     # where a host set up logging first (a BentoML worker: root at WARNING), basicConfig does
     # nothing: the project's own records still pass at the level asked ("now serving <tag>")
     logging.getLogger("components").setLevel(level)
+    # a host's dictConfig (BentoML's worker) disables the loggers that existed before it: in a
+    # worker forked from a process that loaded the project (deployment/prefork.py), all of them
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("components") and isinstance(logger, logging.Logger):
+            logger.disabled = False
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,17 +1,20 @@
 """`interest serve` (`make serve`): the service as the shop runs it, on one machine.
 
 serving.workers 1: one `bentoml serve` process (the laptop mode), the SQLite feedback store.
-More: each worker a single-process `bentoml serve` on a localhost port of its own, HAProxy in
-front on the service's port, balancing requests by least connections and checking /readyz.
-BentoML's own workers share one listening socket, so the kernel spreads connections, not
-requests: a keep-alive client stays on one worker. This is how the service sits behind a
-Kubernetes Service. A request that names a session_id stays on the worker that made the
-session's slate (a stick table on the body's session_id). The workers share one PostgreSQL feedback store: serving.store_url when
-it names one, else a server this command keeps in serving.cluster_dir. A worker that dies is
-started again on its port; the balancer routes around it until it answers /readyz.
+More: one process loads the served versions and forks the workers from them, each BentoML's
+worker on a localhost port of its own (deployment/prefork.py), so they share the versions'
+memory; HAProxy in front on the service's port balances requests by least connections and
+checks /readyz. (BentoML's own workers share one listening socket, so the kernel spreads
+connections, not requests: a keep-alive client stays on one worker.) This is how the service
+sits behind a Kubernetes Service. A request that names a session_id stays on the worker that
+made the session's slate (a stick table on the body's session_id). The workers share one
+PostgreSQL feedback store: serving.store_url when it names one, else a server this command keeps
+in serving.cluster_dir. A worker that dies is forked again on its port; the balancer routes
+around it until it answers /readyz.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -19,20 +22,22 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.paths import BIN, PROJECT_DIR
-from components.deployment.postgres import PostgresServer, start_postgres
 from components.core.ports import free_port
-from components.deployment.service_process import LocalServer, start_server, wait_ready
+from components.deployment.postgres import PostgresServer, start_postgres
+from components.deployment.prefork import STATE_FILE
+from components.deployment.service_process import LocalServer, wait_ready
 from components.feedback.store import FeedbackStore, store_url
 from components.serving.auth import service_token
 
 log = logging.getLogger(__name__)
-SUPERVISE_SECONDS = 1.0   # how often dead workers are looked for
+SUPERVISE_SECONDS = 1.0   # how often the balancer and the launcher are looked at
 BALANCER_STARTUP_SECONDS = 30
 # a worker busy under overload answers /readyz late: with a 1 s check both were taken out at
 # 500 requests/s and every request failed. A dead one refuses the connection at once anyway.
@@ -48,6 +53,10 @@ defaults
     timeout server 60s
     timeout http-keep-alive 60s
     retries 2
+    # a request sent on a kept-alive connection the worker closed as it stopped (replaced after a
+    # promotion) gets no answer: sent again, to another worker. Each endpoint may be: feedback
+    # stores an event_id once
+    retry-on conn-failure empty-response
     option redispatch
 frontend interest
     bind 127.0.0.1:{port}
@@ -80,30 +89,33 @@ class Cluster:
 
     url: str
     balancer: subprocess.Popen | None
-    workers: list[LocalServer]
+    launcher: LocalServer          # the process the workers are forked from (deployment/prefork.py)
+    worker_urls: list[str]
     env: dict[str, str]
     folder: Path
-    startup_seconds: float
     postgres: PostgresServer | None = None
-    restarts: int = 0
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    def restart_dead_workers(self) -> int:
-        """Start again, on its port, every worker whose process has ended; how many were."""
-        dead = [i for i, w in enumerate(self.workers) if w.proc.poll() is not None]
-        for i in dead:
-            port = int(self.workers[i].url.rsplit(":", 1)[1])
-            log.warning("worker %d (port %d) ended with %s: starting it again", i, port, self.workers[i].proc.returncode)
-            self.workers[i] = start_server(self.env, self.folder / f"worker{i}.log", self.startup_seconds, port)
-            self.restarts += 1
-        return len(dead)
+    def _state(self) -> dict:
+        return json.loads((self.folder / STATE_FILE).read_text())
+
+    def worker_pids(self) -> list[int]:
+        """The workers' pids, worker i's at i (a restarted worker's new one)."""
+        return self._state()["pids"]
+
+    @property
+    def restarts(self) -> int:
+        """How many times a worker that ended was forked again."""
+        return self._state()["restarts"]
 
     def supervise(self) -> None:
-        """Until stop(): keep every worker running (the caller's thread)."""
+        """Until stop(): fail when the balancer or the workers' launcher ends (the caller's thread)."""
         while not self._stopping.wait(SUPERVISE_SECONDS):
             if self.balancer is not None and self.balancer.poll() is not None:
                 raise InterestError(f"the balancer ended ({self.balancer.returncode}): see {self.folder / 'haproxy.log'}")
-            self.restart_dead_workers()
+            if self.launcher.proc.poll() is not None:
+                raise InterestError(f"the workers' launcher ended ({self.launcher.proc.returncode}): "
+                                    f"see {self.launcher.log}")
 
     def request_stop(self) -> None:
         """supervise() returns at its next look."""
@@ -114,8 +126,7 @@ class Cluster:
         if self.balancer is not None:
             self.balancer.terminate()
             self.balancer.wait(timeout=10)
-        for worker in self.workers:
-            worker.stop()
+        self.launcher.stop()
         if self.postgres is not None:
             self.postgres.stop()
 
@@ -130,12 +141,31 @@ def shared_store(params: Params, folder: Path) -> tuple[str, PostgresServer | No
     return server.url, server
 
 
+def start_launcher(env: dict[str, str], ports: list[int], folder: Path, startup_seconds: float) -> LocalServer:
+    """The process that loads the served versions once and forks a worker per port
+    (deployment/prefork.py); returned once every worker answers /readyz."""
+    log_file = folder / "prefork.log"
+    with open(log_file, "a") as out:
+        proc = subprocess.Popen([str(BIN / "python"), "-m", "components.deployment.prefork", "--folder", str(folder),
+                                 "--ports", ",".join(map(str, ports))], cwd=PROJECT_DIR, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    launcher = LocalServer(f"http://127.0.0.1:{ports[0]}", proc, log_file)
+    try:
+        deadline = time.monotonic() + startup_seconds
+        for port in ports:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc, max(1.0, deadline - time.monotonic()), log_file)
+    except BaseException:
+        launcher.stop(signal.SIGKILL)
+        raise
+    return launcher
+
+
 def start_cluster(params: Params, port: int | None = None, workers: int | None = None,
                   env: dict[str, str] | None = None, folder: Path | None = None) -> Cluster:
-    """serving.workers (or `workers`) single-process workers behind HAProxy on `port` (default:
-    serving.port; 0: a free one), started and ready; `env` is the workers' environment (default:
-    this process's). One worker with no balancer wanted is start_server's job: here even one
-    worker sits behind the balancer, so 1 and 2 compare."""
+    """serving.workers (or `workers`) workers forked from one launcher, behind HAProxy on `port`
+    (default: serving.port; 0: a free one), started and ready; `env` is the workers' environment
+    (default: this process's). One worker with no balancer wanted is start_server's job: here
+    even one worker sits behind the balancer, so 1 and 2 compare."""
     cfg = params.serving
     n, folder = workers or cfg.workers, Path(folder or params.path(cfg.cluster_dir))
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,9 +177,10 @@ def start_cluster(params: Params, port: int | None = None, workers: int | None =
     service_token(params.path(cfg.token_file))          # made once here, not raced for by the workers
     url, postgres = shared_store(params, folder / "postgres")
     env["INTEREST__SERVING__STORE_URL"] = url
+    worker_ports = [free_port() for _ in range(n)]
     try:
         FeedbackStore(url).close()                      # the schema migrated once, before the workers
-        started = [start_server(env, folder / f"worker{i}.log", cfg.startup_seconds) for i in range(n)]
+        launcher = start_launcher(env, worker_ports, folder, cfg.startup_seconds)
     except BaseException:
         if postgres is not None:
             postgres.stop()
@@ -157,10 +188,11 @@ def start_cluster(params: Params, port: int | None = None, workers: int | None =
     port = port if port is not None else cfg.port
     port = port or free_port()
     config = folder / "haproxy.cfg"
-    config.write_text(haproxy_config(port, [int(w.url.rsplit(":", 1)[1]) for w in started], cfg.session_ttl_seconds))
+    config.write_text(haproxy_config(port, worker_ports, cfg.session_ttl_seconds))
     with open(folder / "haproxy.log", "a") as out:
         balancer = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT)
-    cluster = Cluster(f"http://127.0.0.1:{port}", balancer, started, env, folder, cfg.startup_seconds, postgres)
+    cluster = Cluster(f"http://127.0.0.1:{port}", balancer, launcher, [f"http://127.0.0.1:{p}" for p in worker_ports],
+                      env, folder, postgres)
     try:
         wait_ready(f"{cluster.url}/readyz", balancer, BALANCER_STARTUP_SECONDS, folder / "haproxy.log")
     except BaseException:

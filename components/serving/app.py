@@ -45,6 +45,14 @@ class FeedbackInput:
     text: str | None = None
 
 
+def served_tags(params: Params, tag: str | None = None) -> set[str | None]:
+    """The versions a worker answers with: each arm's pinned tag, and production (None) for the
+    arms that pin none, unless `tag` ($INTEREST_MODEL_TAG) pins those too."""
+    arms = params.serving.arms
+    pinned = {arm.tag for arm in arms if arm.tag} | ({tag} if tag else set())
+    return pinned | ({None} if tag is None and any(arm.tag is None for arm in arms) else set())
+
+
 class ServingApp:
     def __init__(self, params: Params, tag: str | None = None):
         self.params = params
@@ -53,10 +61,7 @@ class ServingApp:
         self.store: FeedbackStore = open_store(params)
         self.item_feedback = ItemFeedbackCounts(self.store, cfg.feedback_counts_seconds)
         self.engaged = EngagedItems(self.store, cfg.engaged_poll_seconds)
-        pinned = {arm.tag for arm in cfg.arms if arm.tag} | ({tag} if tag else set())
-        self._live = {t: LiveRecommender(params, t).start() for t in pinned}
-        if any(arm.tag is None for arm in cfg.arms) and tag is None:
-            self._live[None] = LiveRecommender(params).start()
+        self._live = {t: LiveRecommender(params, t).start() for t in served_tags(params, tag)}
         self._default_tag = tag   # $INTEREST_MODEL_TAG pins every untagged arm
         self.sessions = SessionSlates(cfg.session_ttl_seconds)
         self.erased = ErasedShoppers(params.path(params.privacy.erasure_dir))   # served as anonymous, every worker

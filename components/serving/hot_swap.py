@@ -3,6 +3,9 @@
 A background thread polls the promotion record every serving.swap_poll_seconds; a new production
 tag is loaded beside the current one and then replaces it in one reference assignment, so a
 request that already holds the old recommender finishes on it and the next one gets the new one.
+
+A worker forked from a process that preloaded its versions (components/deployment/prefork.py)
+starts from those instead of loading them: their arrays stay in pages the workers share.
 """
 from __future__ import annotations
 
@@ -16,6 +19,27 @@ from components.registry.promotion import production_tag
 from components.serving.recommender import Recommender, catch_up_added, load_recommender
 
 log = logging.getLogger(__name__)
+# versions loaded before the workers were forked, by tag (None: production): what a forked
+# worker's LiveRecommender starts from. Filled by preload() in the forking process only.
+_PRELOADED: dict[str | None, Recommender] = {}
+
+
+def load_served(params: Params, tag: str | None = None) -> Recommender:
+    """A version ready to answer, threads aside: its text encoder loaded (no text request waits
+    for it) and its shoppers' best scores kept. Nothing here starts a thread, so a process may
+    fork after it."""
+    recommender = load_recommender(params, tag)
+    recommender.text_encoder()
+    recommender.keep_shopper_tops(params.serving.shopper_tops)
+    return recommender
+
+
+def preload(params: Params, tag: str | None) -> Recommender:
+    """Load version `tag` (None: production) for the workers this process will fork, in place of
+    the one kept under that tag (components/deployment/prefork.py)."""
+    _PRELOADED[tag] = load_served(params, tag)
+    settle_heap()
+    return _PRELOADED[tag]
 
 
 class LiveRecommender:
@@ -24,17 +48,23 @@ class LiveRecommender:
     def __init__(self, params: Params, tag: str | None = None):
         self.params = params
         self.pinned = tag is not None
-        self.current: Recommender = self._load(tag)
-        settle_heap()
+        preloaded = _PRELOADED.get(tag)
+        if preloaded is None:
+            self.current: Recommender = self._load(tag)
+            settle_heap()
+        else:
+            self.current = preloaded
+            self._start(preloaded)
+        log.info("now serving %s", self.current.tag)
         self.lock = threading.Lock()    # adding products and swapping never interleave
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
     def _load(self, tag: str | None) -> Recommender:
-        recommender = load_recommender(self.params, tag)
+        return self._start(load_served(self.params, tag))
+
+    def _start(self, recommender: Recommender) -> Recommender:
         recommender.start_batching(self.params.serving.batch_max, self.params.serving.batch_wait_ms)
-        recommender.text_encoder()      # loaded with the version, before it answers: no text request waits for it
-        recommender.keep_shopper_tops(self.params.serving.shopper_tops)
         return recommender
 
     def start(self) -> "LiveRecommender":
