@@ -256,8 +256,9 @@ def bench_quality(params: Optional[Path] = ParamsOpt) -> None:
 def serve(port: Optional[int] = typer.Option(None, "--port", help="the service's port (default serving.port)"),
           params: Optional[Path] = ParamsOpt) -> None:
     """Serve the registered recommender until interrupted: one `bentoml serve` process when
-    serving.workers is 1; else that many single-process workers behind HAProxy (least
-    connections, /readyz checks) sharing a PostgreSQL feedback store, dead workers started again."""
+    serving.workers is 1; else that many workers forked from one process that loaded the model
+    (so they share its memory), behind HAProxy (least connections, /readyz checks), sharing a
+    PostgreSQL feedback store; a dead worker is forked again."""
     from components.deployment.serve import serve as run
     run(_params(params), port)
 

@@ -1,7 +1,7 @@
 """`make bench-serve`: the service measured as the shop would meet it, on this machine.
 
 For each worker count of benchmark.serve_workers it starts the service as `interest serve`
-does (single-process workers behind HAProxy, a PostgreSQL feedback store of the bench's own,
+does (workers forked from one launcher, behind HAProxy, a PostgreSQL feedback store of the bench's own,
 the registered recommender), then with k6 (benchmarks/k6/serve.js, constant-arrival-rate: an
 open model, requests keep coming whether or not the server keeps up):
 1. `recommend` by shop id at rising rates (serve_step_rates, serve_step_seconds each) until p99

@@ -184,8 +184,8 @@ def run(params: Params, ports: list[int], folder: Path) -> None:
     torch.set_num_threads(params.serving.blas_threads)   # also keeps OpenMP from starting threads a fork would lose
     tag = os.environ.get(TAG_ENV) or None
     started = time.monotonic()
+    importlib.import_module(SERVICE.split(":")[0])   # imported once, before the load freezes the heap: shared too
     preloaded = {t: preload(params, t) for t in served_tags(params, tag)}
-    importlib.import_module(SERVICE.split(":")[0])   # imported once: the workers share it too
     log.info("loaded %s in %.0f s", ", ".join(r.tag for r in preloaded.values()), time.monotonic() - started)
     workers = Workers(sockets, folder)
     stopping = False

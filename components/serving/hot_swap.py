@@ -55,6 +55,7 @@ class LiveRecommender:
         else:
             self.current = preloaded
             self._start(preloaded)
+            freeze_since_fork()
         log.info("now serving %s", self.current.tag)
         self.lock = threading.Lock()    # adding products and swapping never interleave
         self._stop = threading.Event()
@@ -108,5 +109,14 @@ def settle_heap() -> None:
     stalling every request now and then (max 500 ms at 200 requests/s). Frozen objects are still
     freed by reference counting; collecting first, after each load, frees an old version's cycles."""
     gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def freeze_since_fork() -> None:
+    """In a worker forked after the load: collect, then freeze, what it made since (BentoML's
+    app, the store's connections), as settle_heap does after a load. The loaded objects stay
+    frozen as the forking process left them: a collection over them would write to every page
+    they are on, and each write ends that page's sharing."""
     gc.collect()
     gc.freeze()
