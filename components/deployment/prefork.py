@@ -45,6 +45,8 @@ STATE_FILE = "workers.json"
 LOOK_SECONDS = 0.5        # how often ended workers are looked for
 STOP_SECONDS = 30         # a worker told to stop finishes its requests within this, else it is killed
 BACKLOG = 2048            # BentoML's own default for its workers' sockets
+QUICK_END_SECONDS = 10    # a worker that ends this soon after its fork, twice running, is failing (an import, a
+                          #   bad setting): the launcher stops instead of forking it again and again
 
 
 def listen(port: int) -> socket.socket:
@@ -86,6 +88,8 @@ class Workers:
     folder: Path
     pids: list[int] = field(default_factory=list)
     restarts: int = 0
+    _forked_at: dict[int, float] = field(default_factory=dict)
+    _quick_ends: dict[int, int] = field(default_factory=dict)
 
     def start(self) -> None:
         self.pids = [self._fork(i) for i in range(len(self.sockets))]
@@ -99,6 +103,7 @@ class Workers:
             _run_worker(index, self.sockets[index], [s for s in self.sockets if s is not self.sockets[index]],
                         self.folder / f"worker{index}.log")
         log.info("worker %d (port %d) is pid %d", index, self.sockets[index].getsockname()[1], pid)
+        self._forked_at[index] = time.monotonic()
         return pid
 
     def _record(self) -> None:
@@ -119,6 +124,11 @@ class Workers:
                 break
             if pid in self.pids:
                 index = self.pids.index(pid)
+                quick = time.monotonic() - self._forked_at[index] < QUICK_END_SECONDS
+                self._quick_ends[index] = self._quick_ends.get(index, 0) + 1 if quick else 0
+                if self._quick_ends[index] >= 2:
+                    raise InterestError(f"worker {index} ended ({_ending(status)}) within {QUICK_END_SECONDS} s of its "
+                                        f"start twice running: see {self.folder / f'worker{index}.log'}")
                 log.warning("worker %d (pid %d) ended (%s): forking it again", index, pid, _ending(status))
                 self.pids[index] = self._fork(index)
                 self.restarts, restarted = self.restarts + 1, restarted + 1

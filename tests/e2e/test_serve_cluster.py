@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from components.core.config import load_params
-from components.deployment.serve import start_cluster
+from components.core.errors import InterestError
+from components.core.ports import free_port
+from components.deployment.serve import start_cluster, start_launcher
 from components.feedback.schema import events
 from components.registry.promotion import promote
 from components.registry.store import store_home
@@ -159,3 +161,15 @@ def test_a_promotion_reaches_every_worker_under_load_without_a_failed_request(se
     assert failures == [] and answers
     assert answers[0][1] == old and {tag for _, tag in answers} == {old, new}
     assert {tag for at, tag in answers if at > both_at} == {new}
+
+
+def test_a_worker_that_cannot_start_stops_the_launcher_with_its_log_named(served_sample, tmp_path):
+    """No feedback store answers: each forked worker fails at its start; the launcher stops after
+    the second try instead of forking it forever, and the error names the worker's log."""
+    env = clean_env(BENTOML_HOME=str(store_home(served_sample)), INTEREST_PARAMS=str(served_sample.root / "params.yaml"),
+                    INTEREST__SERVING__STORE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    started = time.monotonic()
+    with pytest.raises(InterestError, match="worker0.log"):
+        start_launcher(env, [free_port()], tmp_path, startup_seconds=120)
+    assert time.monotonic() - started < 60
+    assert "twice running" in (tmp_path / "prefork.log").read_text()
