@@ -181,7 +181,7 @@ def ab_report(params: Optional[Path] = ParamsOpt) -> None:
     two-proportion z test of each arm against the first, the minimum detectable effect for the
     traffic seen, and a warning when it is too early to call (ab.*). Writes ab.metrics_file and
     the HTML report ab.report_file."""
-    from components.analysis.ab_test import ab_report as run
+    from components.analysis.ab_arms import ab_report as run
 
     summary = run(_params(params))
     _echo_json({"comparisons": summary["comparisons"], "report": summary["report"]})

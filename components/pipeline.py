@@ -82,7 +82,7 @@ STEPS: tuple[Step, ...] = (
     Step("evaluate_cold", "components.evaluation.cold_start",
          "Cold-item and new-shopper figures before and after cold-start fine-tuning.",
          "Writes coldstart.metrics_file (metrics/cold_start.json) and the NDCG@10-by-history plot data."),
-    Step("segments", "components.analysis.segments",
+    Step("segments", "components.training.segments",
          "Cluster the training split's shoppers into behaviour segments (segments.*) and profile each.",
          "Each shopper is the interest model's representation of their history next to activity, recency "
          "(with timestamps), text mix and rating habits (with ratings), weighted by segments.weights; the "

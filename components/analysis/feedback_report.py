@@ -22,7 +22,7 @@ from components.core.config import Params
 from components.core.device import select_device
 from components.core.disclosure import protect
 from components.core.io import read_json, read_parquet, write_json
-from components.data.checked_windows import valid_window_files
+from components.feedback.checked_windows import valid_window_files
 from components.data.review_texts import read_review_texts
 from components.evaluation.report import figure_png_base64
 from components.feedback.events import REVIEW

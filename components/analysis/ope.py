@@ -1,7 +1,7 @@
 """`interest ope`: are the off-policy estimators right? Checked where the truth is known.
 
 The Open Bandit Dataset logged the same campaign under two policies: uniform random and Bernoulli
-Thompson sampling (BTS). From the random logs alone, each estimator (components.serving.off_policy)
+Thompson sampling (BTS). From the random logs alone, each estimator (components.evaluation.off_policy)
 estimates the CTR BTS would get; BTS's own logs give its true CTR. The target policy is BTS's
 action distribution per position, read from its logs (how often it showed each item in each
 position). The reward model of DM and DR is a logistic regression of click on item, position,
@@ -23,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder
 from components.core.config import Params
 from components.core.io import write_json
 from components.data.sources.open_bandit import USER_FEATURES, read_campaign
-from components.serving.off_policy import BanditLog, estimate
+from components.evaluation.off_policy import BanditLog, estimate
 
 log = logging.getLogger(__name__)
 RANDOM, BTS = "random", "bts"

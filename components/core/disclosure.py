@@ -9,8 +9,6 @@ import pandas as pd
 
 from components.core.config import PrivacyParams
 
-SUPPRESSED = "suppressed"
-
 
 def publishable(sizes: pd.Series, privacy: PrivacyParams) -> pd.Series:
     """True where a group is large enough to be shown."""

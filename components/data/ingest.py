@@ -38,7 +38,6 @@ REVIEW_COLUMNS = {
     "user": "string", "item": "string", "rating": "Float64", "summary": "string",
     "text": "string", "timestamp": "Int64",
 }
-TABLES = ("interactions", "items", "reviews")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ production's beyond the relative tolerances in gate.* (new products pass too whe
 gate.cold_warm_floor of the candidate's own warm-target Recall@10: a production version that
 over-exposes new products at warm items' expense must not lock better models out), nor, where the feedback store holds logged
 slates that cover both versions' slates, its off-policy clicks per shown item (SNIPS,
-components.serving.off_policy); with no production version yet, the first
+components.evaluation.off_policy); with no production version yet, the first
 candidate is promoted. The decision and every figure go to gate.metrics_file and to the
 candidate's metadata in the model store. Running it again for the same candidate decides nothing
 new (a retried task promotes nothing twice).
@@ -35,7 +35,8 @@ from components.evaluation.ranking import rank_cases
 from components.feedback.store import open_store
 from components.registry.promotion import production_tag, promote
 from components.registry.store import model_store, without_none
-from components.serving.off_policy import logged_impressions, slate_snips
+from components.evaluation.off_policy import slate_snips
+from components.feedback.events import CLICK
 from components.serving.policies import GREEDY
 from components.serving.recommender import Recommender, load_recommender
 
@@ -70,6 +71,16 @@ def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> di
             "cases": int(len(cases)), "cold_cases": int(cold.sum())}
 
 
+def _logged_impressions(slates: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """One row per shown item of a slate with a shopper: request_id, user, item, propensity, clicked."""
+    rows = [(s.request_id, s.user, str(item), float(propensity))
+            for s in slates.itertuples() if s.user for item, _, propensity in s.items]
+    shown = pd.DataFrame(rows, columns=["request_id", "user", "item", "propensity"]).query("propensity > 0")
+    clicks = events[events["kind"] == CLICK]
+    clicked = set(zip(clicks["request_id"], clicks["item"].astype(str)))
+    return shown.assign(clicked=[(r, i) in clicked for r, i in zip(shown["request_id"], shown["item"])])
+
+
 def off_policy(params: Params, versions: dict[str, Recommender]) -> dict[str, Any] | None:
     """Each version's SNIPS clicks per shown item on the newest gate.ope_slates logged slates (the
     feedback store), its greedy slate built from the history production knew; None without logs."""
@@ -81,7 +92,7 @@ def off_policy(params: Params, versions: dict[str, Recommender]) -> dict[str, An
         store.close()
     if slates.empty:
         return None
-    impressions = logged_impressions(slates, events)
+    impressions = _logged_impressions(slates, events)
     if impressions.empty:
         return None
     context = versions.get("production") or versions["candidate"]

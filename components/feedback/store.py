@@ -285,11 +285,6 @@ class FeedbackStore:
             rows = pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in slates.c])
         return rows.iloc[::-1].reset_index(drop=True)
 
-    def last_event_at(self, user: str) -> float | None:
-        """When the shopper's newest event arrived (sessions reuse a slate only until new feedback)."""
-        with self.engine.connect() as connection:
-            return connection.execute(select(func.max(events.c.received_at)).where(events.c.user == user)).scalar()
-
     def forget(self, user: str) -> dict[str, int]:
         """Delete every event and served slate of a (pseudonymised) shopper in one transaction: the
         right to erasure. Returns the rows deleted per table. On PostgreSQL the dead rows stay on

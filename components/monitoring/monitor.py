@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from components.core.config import Params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
-from components.data.checked_windows import window_paths
+from components.feedback.checked_windows import window_paths
 from components.feedback.events import REVIEW
 from components.feedback.store import open_store
 from components.monitoring.drift import Feedback, drift_reports

@@ -11,7 +11,7 @@ from obp.ope import DirectMethod, DoublyRobust, InverseProbabilityWeighting, Sel
 from components.analysis.ope import ope_check
 from components.core.config import load_params
 from components.core.io import read_json
-from components.serving.off_policy import ESTIMATORS, BanditLog, estimate
+from components.evaluation.off_policy import ESTIMATORS, BanditLog, estimate
 from tests.conftest import ROOT
 
 N, K = 20_000, 8

@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from components.analysis.segments import (behaviour, choose_k, load_shoppers, most_specific_categories, profiles,
+from components.training.segments import (behaviour, choose_k, load_shoppers, most_specific_categories, profiles,
                                           segment_shoppers, shoppers_of)
 from components.cli import app
 from components.core.config import Params, PrivacyParams, load_params, recording_reads

@@ -13,23 +13,10 @@ were logged) says how much of the target policy the estimate covers.
 """
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
 from dataclasses import dataclass
 
-from components.feedback.events import CLICK
-
-
-def logged_impressions(slates: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """One row per shown item of a slate with a shopper: request_id, user, item, propensity, clicked."""
-    rows = [(s.request_id, s.user, str(item), float(propensity))
-            for s in slates.itertuples() if s.user for item, _, propensity in s.items]
-    shown = pd.DataFrame(rows, columns=["request_id", "user", "item", "propensity"]).query("propensity > 0")
-    clicks = events[events["kind"] == CLICK]
-    clicked = set(zip(clicks["request_id"], clicks["item"].astype(str)))
-    return shown.assign(clicked=[(r, i) in clicked for r, i in zip(shown["request_id"], shown["item"])])
-
+import numpy as np
+import pandas as pd
 
 def slate_snips(impressions: pd.DataFrame, target_slates: dict[str, set[str]]) -> dict:
     """The target's clicks per shown item, from the impressions it would have shown too;

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.analysis.ab_test import ab_report, compare
+from components.analysis.ab_arms import ab_report, compare
 from components.core.config import load_params
 from components.feedback.events import CLICK, IMPRESSION, PURCHASE, Event
 from components.feedback.store import FeedbackStore, sqlite_url
