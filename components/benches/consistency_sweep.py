@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params
 from components.core.io import write_json
 from components.data.split import load_split

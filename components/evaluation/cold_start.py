@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
@@ -17,7 +17,7 @@ from components.features.embeddings import load_item_embeddings
 from components.models.baselines import PopularityScorer, TextSimilarityScorer, fit_baselines, train_counts
 from components.models.checkpoint import final_cold_model_path, final_model_path, load_checkpoint
 from components.models.fusion import FUSION_NAME, FusionScorer, fused_scorers
-from components.models.model_scorer import (
+from components.models.interest_scorer import (
     COLD_MODEL_SCORER_NAME,
     MODEL_SCORER_NAME,
     ModelScorer,

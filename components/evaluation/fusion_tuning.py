@@ -8,11 +8,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import FusionParams
 from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks, top_k_items
 from components.models.fusion import FusionScorer, fuse, known_items, partly_known, zscore_rows
-from components.models.scorer import Scorer
+from components.models.scorer_contract import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params
 from components.core.errors import ConfigError, InterestError
 from components.core.io import read_json, write_json

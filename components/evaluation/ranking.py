@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import EvaluateParams, Params
 from components.core.io import read_json, write_json
 from components.data.split import CASE_SPLITS, Split, known_before, load_split
@@ -43,8 +43,8 @@ from components.features.embeddings import load_item_embeddings
 from components.models.baselines import PopularityScorer, fit_baselines, train_counts
 from components.models.checkpoint import cold_model_path, final_cold_model_path, final_model_path, model_path
 from components.models.fusion import FusionScorer, fused_scorers
-from components.models.model_scorer import COLD_MODEL_SCORER_NAME, load_model_scorer
-from components.models.scorer import Scorer
+from components.models.interest_scorer import COLD_MODEL_SCORER_NAME, load_model_scorer
+from components.models.scorer_contract import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.errors import ConfigError
 
 log = logging.getLogger(__name__)

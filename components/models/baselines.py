@@ -1,7 +1,7 @@
 """Reference recommenders fit from the split: popularity, item-kNN and text similarity.
 
 They are the floor every learned model has to clear on the same protocol, and inputs the
-fusion scorer can combine. Each honours the Scorer contract (components.models.scorer). What
+fusion scorer can combine. Each honours the Scorer contract (components.models.scorer_contract). What
 they learn from interactions (BaselineFit) is kept apart from the scorers built on it, so the
 registry can store it and the service rebuild the very scorers the evaluation ranked with.
 """
@@ -19,7 +19,7 @@ from components.core.config import BaselinesParams
 from components.data.split import PAD, Split
 from components.features.text_profile import recency_text_profile
 from components.models.interest_model import left_pad
-from components.models.scorer import Scorer
+from components.models.scorer_contract import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import numpy as np
 from components.core.config import BaselinesParams
 from components.data.split import PAD
 from components.models.baselines import BaselineFit, baseline_scorers
-from components.models.model_scorer import ModelScorer
-from components.models.scorer import Scorer
+from components.models.interest_scorer import ModelScorer
+from components.models.scorer_contract import Scorer
 
 
 def zscore_rows(scores: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from transformers.masking_utils import create_bidirectional_mask
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import SentimentParams
 from components.core.errors import ConfigError
 from components.core.io import write_torch

@@ -36,7 +36,7 @@ from components.features.embeddings import TextEncoderSettings
 from components.models.baselines import BaselineFit, fit_baselines
 from components.models.checkpoint import final_cold_model_path
 from components.models.fusion import FUSION_NAME
-from components.models.model_scorer import COLD_MODEL_SCORER_NAME
+from components.models.interest_scorer import COLD_MODEL_SCORER_NAME
 
 BUNDLE_FORMAT = 3   # 2: the fusion's exposure offset for new products; 3: segments
 READABLE_FORMATS = (2, 3)   # a production version registered before segments still serves (without them)

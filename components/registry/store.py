@@ -19,7 +19,7 @@ from typing import Any
 from components.core.config import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
-from components.models.model_scorer import COLD_MODEL_SCORER_NAME
+from components.models.interest_scorer import COLD_MODEL_SCORER_NAME
 from components.registry.bundle import SERVED, Bundle, headline, write_bundle
 
 log = logging.getLogger(__name__)

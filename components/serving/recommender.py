@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params, ServingParams
 from components.core.device import select_device
 from components.core.errors import InterestError
@@ -31,12 +31,12 @@ from components.models.baselines import BaselineFit
 from components.models.checkpoint import load_checkpoint
 from components.models.fusion import FusionScorer, fused_scorers
 from components.models.interest_model import InterestModel, extend_catalogue
-from components.models.model_scorer import COLD_MODEL_SCORER_NAME, ModelScorer
+from components.models.interest_scorer import COLD_MODEL_SCORER_NAME, ModelScorer
 from components.registry.bundle import NO_SEGMENT, SERVED, Bundle, headline
 from components.registry.promotion import production_tag
 from components.registry.store import registered
 from components.serving.added_items import AddedItems, append_added, load_added, read_new_items
-from components.serving.batching import MicroBatcher
+from components.serving.micro_batcher import MicroBatcher
 from components.serving.item_feedback import ItemFeedback
 from components.serving.policies import (EPSILON_GREEDY, GREEDY, SOFTMAX, THOMPSON, EpsilonGreedy, Greedy, Policy,
                                          Softmax, Thompson)
@@ -110,7 +110,7 @@ class Recommender:
         self._rebuild()
 
     def start_batching(self, max_batch: int, max_wait_ms: float) -> None:
-        """Score concurrent requests together (the service; see serving.batching)."""
+        """Score concurrent requests together (the service; see serving.micro_batcher)."""
         if max_batch > 1:
             self._batcher = MicroBatcher(self.score, max_batch, max_wait_ms)
 

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.serving.policies import candidates
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import ColdStartParams, Params
 from components.core.device import select_device
 from components.core.io import write_json
@@ -27,7 +27,7 @@ from components.evaluation.metrics import case_metrics, target_ranks
 from components.models.checkpoint import (cold_model_path, final_cold_model_path, final_model_path, load_checkpoint,
                                           model_path, save_checkpoint)
 from components.models.interest_model import InterestModel, InterestModelConfig, left_pad
-from components.models.model_scorer import ModelScorer
+from components.models.interest_scorer import ModelScorer
 from components.training.seeding import seeded
 from components.training.train import training_tensors, trim_padding
 

@@ -31,7 +31,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params, PrivacyParams, SegmentsParams
 from components.core.device import select_device
 from components.core.disclosure import protect

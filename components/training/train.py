@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params, TrainParams
 from components.core.io import write_json
 from components.data.split import known_before, load_split
@@ -28,7 +28,7 @@ from components.evaluation.metrics import masked_target_ranks, ranking_summary, 
 from components.features.embeddings import embedding_meta, load_item_embeddings
 from components.models.checkpoint import final_model_path, model_path, save_checkpoint
 from components.models.interest_model import InterestModel, InterestModelConfig
-from components.models.model_scorer import ModelScorer
+from components.models.interest_scorer import ModelScorer
 from components.training.distributed import DistContext, init_distributed
 from components.training.launch import train_on_agents, under_torchrun
 from components.training.seeding import seeded

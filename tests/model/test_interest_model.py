@@ -15,7 +15,7 @@ from components.core.io import read_json
 from components.data.split import load_split
 from components.features.embeddings import load_item_embeddings
 from components.models.interest_model import InterestModel
-from components.models.model_scorer import ModelScorer
+from components.models.interest_scorer import ModelScorer
 from components.training.train import fit, model_config, training_tensors
 from tests.conftest import derived_params
 

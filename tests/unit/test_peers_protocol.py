@@ -15,7 +15,7 @@ from components.evaluation.peers import peer_test_figures
 from components.models.baselines import fit_baselines
 from components.models.fusion import FusionScorer, fused_scorers, zscore_rows
 from components.models.interest_model import InterestModel, InterestModelConfig
-from components.models.model_scorer import ModelScorer
+from components.models.interest_scorer import ModelScorer
 from components.training.train import known_mask
 from tests.conftest import ROOT
 

@@ -13,7 +13,7 @@ import pytest
 
 from components.core.config import ArmParams
 from components.serving.arms import assign_arm
-from components.serving.batching import MicroBatcher
+from components.serving.micro_batcher import MicroBatcher
 from components.serving.request_guard import RequestGuard
 from components.serving.consistency import blend_with_popularity, personal_weight, segment_log_popularity
 from components.serving.sessions import SessionSlates

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from components.core.batching import batch_slices
+from components.core.batch_slices import batch_slices
 from components.core.config import Params
 from components.core.device import select_device
 from components.models.checkpoint import load_checkpoint, model_path
