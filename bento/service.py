@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, Field
 from threadpoolctl import threadpool_limits
 
-from components.core.config import load_params
+from components.core.config import PolicyName, load_params
 from components.core.errors import InterestError
 from components.feedback.events import EVENT_KINDS
 from components.serving.auth import authorised, service_token
@@ -143,7 +143,7 @@ class InterestService:
                   text: str | None = Field(None, max_length=LIMITS.max_text, description="a statement of interests"),
                   k: int | None = Field(None, ge=1, le=LIMITS.max_k, description="list length (default serving.top_k)"),
                   exclude: list[str] | None = Field(None, max_length=LIMITS.max_list, description="item ids never to show"),
-                  policy: Literal["greedy", "epsilon_greedy", "softmax", "thompson"] | None = Field(
+                  policy: PolicyName | None = Field(
                       None, description="how to draw the list (default: the arm's, else serving.policy)"),
                   session_id: str | None = Field(None, min_length=1, max_length=200, description=(
                       "the same session gets the same list for serving.session_ttl_seconds, unless it sent feedback")),

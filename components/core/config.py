@@ -18,6 +18,8 @@ from components.core.errors import ConfigError
 
 ENV_PREFIX = "INTEREST__"
 PARAMS_ENV = "INTEREST_PARAMS"
+# how a slate is drawn from the scores (components/serving/policies.py): settings and requests name one
+PolicyName = Literal["greedy", "epsilon_greedy", "softmax", "thompson"]
 
 _reads: ContextVar[set[str] | None] = ContextVar("interest_params_reads", default=None)
 
@@ -470,7 +472,7 @@ class ArmParams(_Section):
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1)
     tag: str | None = None      # a registered version; none = the production one (hot-swapped)
-    policy: Literal["greedy", "epsilon_greedy", "softmax", "thompson"] | None = None   # none = serving.policy
+    policy: PolicyName | None = None   # none = serving.policy
 
 
 class ServingParams(_Section):
@@ -480,7 +482,7 @@ class ServingParams(_Section):
     device: str
     added_items_dir: Path
     token_file: Path
-    policy: Literal["greedy", "epsilon_greedy", "softmax", "thompson"]
+    policy: PolicyName
     epsilon: float = Field(ge=0, le=1)
     temperature: float = Field(gt=0)
     explore_pool: int = Field(gt=0)

@@ -18,12 +18,14 @@ from items a request hides: those score -inf), so exploration stays among plausi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, get_args
 
 import numpy as np
 from scipy import special
 
-GREEDY, EPSILON_GREEDY, SOFTMAX, THOMPSON = "greedy", "epsilon_greedy", "softmax", "thompson"
+from components.core.config import PolicyName
+
+GREEDY, EPSILON_GREEDY, SOFTMAX, THOMPSON = get_args(PolicyName)
 TINY = 1e-6   # smallest Beta parameter: a prior mean that underflows stays a valid distribution
 
 
