@@ -142,14 +142,9 @@ def monitor_feedback(accept: bool = typer.Option(True, "--accept/--no-accept",
     monitor.drift_dir (index.html). When a view in monitor.retrain.drift_views drifts or the online
     metric drops (monitor.retrain.*), the accepted feedback is written to ingest.feedback_dir: a new
     data version, which `dvc repro` (or the interest_training DAG) then trains on."""
-    from components.monitoring.monitor import monitor, read_history
-    from components.monitoring.retraining import accept_pending
+    from components.monitoring.monitor import monitor_and_accept
 
-    p = _params(params)
-    window = monitor(p)
-    if accept and window["retrain"]["retrain"]:
-        window["data_version"] = accept_pending(p, read_history(p))
-    _echo_json(window)
+    _echo_json(monitor_and_accept(_params(params), accept).summary())
 
 
 @app.command()

@@ -40,9 +40,9 @@ def feedback_monitor():
     def monitor_feedback() -> dict:
         from components.monitoring.monitor import monitor
 
-        window = monitor(project_params(__file__))
-        return {k: window[k] for k in ("name", "events", "slates", "check", "quarantined_by_expectation", "retrain",
-                                       "review_texts")}
+        found = monitor(project_params(__file__)).window
+        return {k: found[k] for k in ("name", "events", "slates", "check", "quarantined_by_expectation", "retrain",
+                                      "review_texts")}
 
     @task(outlets=[ACCEPTED_FEEDBACK],
           doc_md="When the pass decided to retrain: the pending feedback becomes a new data version (ingest.feedback_dir).")

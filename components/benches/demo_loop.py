@@ -26,8 +26,7 @@ import httpx
 
 from components.core.config import Params, derive_params, load_params
 from components.core.errors import InterestError
-from components.monitoring.monitor import monitor, read_history
-from components.monitoring.retraining import accept_pending
+from components.monitoring.monitor import MonitorPass, monitor, monitor_and_accept
 from components.pipeline import STEPS, run_step
 from components.registry.store import store_home
 from components.serving.auth import service_token
@@ -83,14 +82,14 @@ def gate_line(summaries: dict[str, dict]) -> str:
             f"production was {gate['production']})")
 
 
-def online_line(window: dict) -> str:
+def online_line(found: MonitorPass) -> str:
+    window = found.window
     rows = "; ".join(f"{r['model_tag']}: CTR {r['ctr']:.4f}, NDCG@10 {r['ndcg@10']}, new-product share "
                      f"{r['new_item_share']:.3f}" for r in window["metrics"])
     drift = window["drift"]
     drifted = [v["view"] for v in drift["views"] if v["drifted"]]
     return (f"{window['events']} events ({window['check']['quarantined']} quarantined), {rows}; drift against "
-            f"{drift['reference']}: {', '.join(drifted) or 'none'}; retrain: {window['retrain']['retrain']} "
-            f"({window['retrain']['why']})")
+            f"{drift['reference']}: {', '.join(drifted) or 'none'}; retrain: {found.retrain} ({found.why})")
 
 
 def wait_for_swap(url: str, tag: str, seconds: float) -> str:
@@ -123,12 +122,14 @@ def demo_loop(params: Params) -> Story:
         story.step("monitoring pass 1", lambda: monitor(demo), online_line)
         phases["shift"] = story.step("simulated shoppers, shifted: new products and a surge", lambda: simulate(
             demo, server.url, token, cases=shoppers, surge=cfg.surge, new_products=cfg.new_products), simulated_line)
-        found = story.step("monitoring pass 2", lambda: monitor(demo), online_line)
-        if not found["retrain"]["retrain"]:
-            story.lines.append(f"no retraining: {found['retrain']['why']}; the story ends here")
+        found = story.step("monitoring pass 2, accepting the feedback if it decides to retrain",
+                           lambda: monitor_and_accept(demo), online_line)
+        if found.data_version is None:
+            story.lines.append(f"no retraining: {found.why}; the story ends here")
             return story
-        version = story.step("accepted feedback -> new data version", lambda: accept_pending(demo, read_history(demo)),
-                             lambda v: f"{demo.ingest.feedback_dir}: windows {', '.join(v['windows'])} (sha256 {v['sha256']})")
+        version = found.data_version
+        story.lines.append(f"accepted feedback -> new data version {demo.ingest.feedback_dir}: windows "
+                           f"{', '.join(version['windows'])} (sha256 {version['sha256']})")
         second = story.step("retrain on it (the pipeline again)", lambda: train_all(demo),
                             lambda s: f"{s['ingest']['feedback']['appended']} feedback interactions appended; {gate_line(s)}")
         story.facts.update(first=first, second=second, version=version, phases=phases)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from components.monitoring.drift import Feedback, drift_reports
 from components.monitoring.feedback_checks import check_feedback, quarantine_reasons
 from components.monitoring.online_metrics import online_metrics
 from components.monitoring.quality import quality_report
-from components.monitoring.retraining import as_interactions, decide, kept
+from components.monitoring.retraining import accept_pending, as_interactions, decide, kept
 from components.serving.recommender import load_recommender
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,39 @@ def reference_window(history: list[dict], tags: set[str], min_rows: int) -> dict
     return None
 
 
-def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonitorPass:
+    """What one monitoring pass found. `window` is the record monitor.metrics_file keeps (JSON: the
+    history later passes compare with); the fields are what the CLI, the DAG and the demo act on."""
+
+    window: dict[str, Any]
+    name: str
+    events: int
+    retrain: bool
+    why: str                    # the retraining decision's reason, either way
+    review_texts: int           # kept review texts: the feedback report has something new to read
+    data_version: dict[str, Any] | None = None   # the new data version, when the pass's feedback was accepted
+
+    @classmethod
+    def of(cls, window: dict[str, Any], data_version: dict[str, Any] | None = None) -> "MonitorPass":
+        return cls(window, window["name"], window["events"], window["retrain"]["retrain"], window["retrain"]["why"],
+                   window["review_texts"], data_version)
+
+    def summary(self) -> dict[str, Any]:
+        """The window's record, with the data version when one was made (the CLI's output)."""
+        return {**self.window, "data_version": self.data_version}
+
+
+def monitor_and_accept(params: Params, accept: bool = True) -> MonitorPass:
+    """A monitoring pass, then, when it decided to retrain (and `accept`), its pending feedback
+    written as a new data version (ingest.feedback_dir) for the next training run."""
+    found = monitor(params)
+    if accept and found.retrain:
+        return replace(found, data_version=accept_pending(params, read_history(params)))
+    return found
+
+
+def monitor(params: Params, until: float | None = None) -> MonitorPass:
     cfg = params.monitor
     state_file = params.path(cfg.state_file)
     since = read_json(state_file)["until"] if state_file.is_file() else 0.0
@@ -102,7 +135,7 @@ def monitor(params: Params, until: float | None = None) -> dict[str, Any]:
     log.info("feedback %s: %d events (%d quarantined%s), %d slates; drift against %s: %s; retrain: %s (%s)", name,
              len(events), len(check.quarantined), ", window refused" if check.refused else "", len(slates),
              drift["reference"], drift["drifted"], window["retrain"]["retrain"], window["retrain"]["why"])
-    return window
+    return MonitorPass.of(window)
 
 
 def plot_online(history: list[dict], path: Path, k: int) -> Path:

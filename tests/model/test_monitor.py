@@ -39,17 +39,18 @@ def test_a_pass_checks_the_window_measures_it_and_moves_on(served_sample, tmp_pa
     finally:
         app.close()
 
-    window = monitor(params)
+    found = monitor(params)
+    window = found.window
     assert window["events"] == 20 + 10 + params.monitor.max_events_per_minute + 5 and window["slates"] == 20
     assert window["quarantined_by_expectation"] == {"not_a_bot_flood": params.monitor.max_events_per_minute + 5}
     [row] = window["metrics"]
     assert row["slates"] == 20 and row["ctr"] == pytest.approx(10 / 200, abs=1e-6) and 0 < row["coverage"] < 1
     assert (tmp_path / "online.png").stat().st_size > 0 and read_json(tmp_path / "online.json")["latest"] == window
     # the flood is most of the window: held back from training, and the decision says why
-    assert window["retrain"]["retrain"] is False and "not_a_bot_flood" in window["retrain"]["held_back"]
+    assert found.retrain is False and "not_a_bot_flood" in window["retrain"]["held_back"] and "held back" in found.why
     assert window["quality"]["rows"] == window["events"] and window["drift"]["reference"] == "training"
 
-    again = monitor(params, until=window["until"] + 0.002)   # a pass within the same second keeps its own window
+    again = monitor(params, until=window["until"] + 0.002).window   # a pass within the same second keeps its own window
     assert again["since"] == window["until"] and again["events"] == 0 and again["metrics"] == []
     assert [w["name"] for w in read_json(tmp_path / "online.json")["windows"]] == [window["name"], again["name"]]
     assert len(read_parquet(window["files"]["valid"])) == window["check"]["valid"] > 0   # not overwritten by the second
