@@ -55,7 +55,7 @@ run: $(STAMP)  ## run the whole pipeline (dvc repro of its stages, ingest -> bui
 	$(BIN)/interest bench-quality
 
 test: $(STAMP) $(PEERS_STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 airflow: $(STAMP)  ## start Airflow (standalone: SQLite + LocalExecutor) with the project's DAGs on :8080
 	$(BIN)/airflow standalone
