@@ -64,6 +64,24 @@ def steps() -> None:
     typer.echo(describe())
 
 
+@app.command("dvc-deps")
+def dvc_deps(check: bool = typer.Option(False, "--check", help="only name the stages whose module deps are stale; exit 1 if any")) -> None:
+    """Rewrite dvc.yaml's module deps: each stage lists every project module its step imports
+    (other deps, such as data and folders, stay as written). Run it after adding an import to a step."""
+    from components.core.paths import PROJECT_DIR
+    from components.pipeline_deps import stale_stages, write_dvc_deps
+
+    path = PROJECT_DIR / "dvc.yaml"
+    stale = stale_stages(path.read_text(encoding="utf-8")) if check else write_dvc_deps(path)
+    if not stale:
+        typer.echo("dvc.yaml's module deps are up to date")
+    elif check:
+        typer.echo(f"stale module deps in dvc.yaml: {', '.join(stale)} (run `interest dvc-deps`)", err=True)
+        raise typer.Exit(1)
+    else:
+        typer.echo(f"rewrote the module deps of {', '.join(stale)}")
+
+
 @app.command("run")
 def run_pipeline(names: Optional[list[str]] = typer.Argument(None, help="steps to run (default: all), e.g. train evaluate"),
                  to: Optional[str] = typer.Option(None, "--to", help="stop after this step, e.g. --to evaluate"),

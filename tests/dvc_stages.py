@@ -8,18 +8,11 @@ from pathlib import Path
 import yaml
 
 from components.core.config import Params, _Section
-from tests.import_graph import ROOT, closure, module_file
+from components.core.import_graph import ROOT, required_files
 
 
 def stages() -> dict[str, dict]:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-
-
-def required_files(module: str) -> set[str]:
-    """Repository paths of every module the step's module runs (package __init__ files hold only
-    docstrings, checked in test_layering, so they are not required)."""
-    return {str(module_file(m).relative_to(ROOT)) for m in closure(module)
-            if module_file(m).name != "__init__.py"}
 
 
 def missing_deps(stage: dict, module: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from tests.import_graph import PACKAGE, all_modules, imports_of, module_file
+from components.core.import_graph import PACKAGE, all_modules, imports_of, module_file
 
 # lowest first; packages on one line are peers and may not import each other
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("serving",),
     ("monitoring", "analysis", "privacy", "deployment"),
     ("pipeline",),
+    ("pipeline_deps",),
     ("benches",),
     ("cli",),
 )

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from components.cli import app
 from components.core.config import load_params, recording_reads
+from components.pipeline_deps import generated, stale_stages
 from components.pipeline import ANALYSES, ANALYSIS_NAMES, STEP_NAMES, STEPS, get_step, select_steps
 from tests.conftest import ROOT
 from tests.dvc_stages import missing_deps, stages, uncovered_reads
@@ -25,6 +26,19 @@ def test_dvc_stages_are_the_steps_in_order_then_the_analyses():
 def test_stage_deps_cover_every_module_its_step_imports(step):
     assert missing_deps(stages()[step.name], step.module) == [], (
         f"dvc.yaml: stage {step.name} runs these files but does not depend on them")
+
+
+def test_dvc_yaml_module_deps_are_the_generated_ones():
+    """`interest dvc-deps` writes them: each stage's modules are its step's import closure."""
+    text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
+    assert stale_stages(text) == [] and generated(text) == text, "run `interest dvc-deps`"
+
+
+def test_a_dropped_module_dep_is_written_back_and_the_other_deps_stay():
+    text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
+    dropped = text.replace("      - components/evaluation/metrics.py\n", "", 1)
+    assert stale_stages(dropped) != [] and generated(dropped) == text
+    assert "${data.mirror_dir}  # whole mirror" in generated(dropped)
 
 
 def test_a_missing_dep_is_named():

@@ -1,12 +1,13 @@
 """The project's own import graph, read from the source (every import, function-local ones too):
-what the layering test and the dvc.yaml deps test check."""
+what dvc.yaml's module deps are made from (`interest dvc-deps`) and the layering test checks."""
 from __future__ import annotations
 
 import ast
 from functools import lru_cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from components.core.paths import PROJECT_DIR as ROOT
+
 PACKAGE = "components"
 
 
@@ -47,3 +48,10 @@ def closure(module: str) -> set[str]:
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))   # importing a.b.c runs a/ and a/b/
         todo.extend(imports_of(m))
     return seen
+
+
+def required_files(module: str) -> list[str]:
+    """Repository paths of every module `module` runs, sorted (package __init__ files hold only
+    docstrings, checked by the layering test, so they are left out)."""
+    return sorted(str(module_file(m).relative_to(ROOT)) for m in closure(module)
+                  if module_file(m).name != "__init__.py")
