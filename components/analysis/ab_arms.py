@@ -25,6 +25,7 @@ from statsmodels.stats.proportion import proportion_confint, proportion_effectsi
 from components.core.config import ABParams, Params, PrivacyParams
 from components.core.disclosure import protect
 from components.core.errors import InterestError
+from components.core.html_page import html_page
 from components.core.io import write_json
 from components.evaluation.report import figure_png_base64
 from components.feedback.events import CLICK, PURCHASE
@@ -168,8 +169,7 @@ def ab_html(summary: dict) -> str:
         f"<td>{'&lt; 0.0001' if c['p_value'] is not None and c['p_value'] < 1e-4 else _number(c['p_value'], '.4f')}</td>"
         f"<td>{_number(c['mde_relative'], '.1%')}</td><td>{c['needed_per_arm'] or '–'}</td><td>{_verdict(c)}</td></tr>"
         for c in summary["comparisons"])
-    return ("<!doctype html><meta charset='utf-8'><title>A/B report</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em .8em;border-bottom:1px solid #ddd}</style>"
+    return html_page("A/B report", body=(
             f"<h1>A/B report</h1><p>Two-sided two-proportion z tests at alpha {summary['alpha']}, power "
             f"{summary['power']}, planned minimum effect {summary['min_relative_effect']:.0%} (relative).</p>"
             "<h2>Arms</h2><table><tr><th>arm</th><th>slates</th><th>items shown</th><th>clicks</th><th>purchases</th>"
@@ -180,7 +180,7 @@ def ab_html(summary: dict) -> str:
             f"{test_rows}</table>"
             f"<h2>Privacy</h2><p>Arms of fewer than {summary['privacy']['min_group_size']} known shoppers are not shown "
             f"({summary['privacy']['suppressed_arms']} suppressed); Laplace noise epsilon "
-            f"{summary['privacy']['laplace_epsilon']} on the published counts (0: none).</p>")
+            f"{summary['privacy']['laplace_epsilon']} on the published counts (0: none).</p>"))
 
 
 def ab_report(params: Params) -> dict:

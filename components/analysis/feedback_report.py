@@ -21,6 +21,7 @@ from components.analysis.review_topics import Topics, fit_topics, negative_by_to
 from components.core.config import Params
 from components.core.device import select_device
 from components.core.disclosure import protect
+from components.core.html_page import html_page
 from components.core.io import read_json, read_parquet, write_json
 from components.feedback.checked_windows import valid_window_files
 from components.data.review_texts import read_review_texts
@@ -176,9 +177,7 @@ def feedback_html(summary: dict, sentiment: dict | None) -> str:
         + ".</p>")
     privacy = summary["privacy"]
     suppressed = sum(privacy["suppressed"].values())
-    return ("<!doctype html><meta charset='utf-8'><title>Improvement suggestions</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}td,th{padding:.3em .8em;"
-            "border-bottom:1px solid #ddd;vertical-align:top;text-align:left}td:last-child{font-size:.9em}</style>"
+    return html_page("Improvement suggestions", style="td,th{text-align:left}td:last-child{font-size:.9em}", body=(
             f"<h1>Improvement suggestions: {html.escape(summary['dataset'])}</h1>"
             f"<p>{summary['reviews']} reviews of {summary['products']} products, {summary['period'][0]} to "
             f"{summary['period'][1]}; {summary['negative_reviews']} negative (by stars). "
@@ -190,7 +189,7 @@ def feedback_html(summary: dict, sentiment: dict | None) -> str:
             f"reviews are about.</p>{group_blocks}"
             f"<h2>Reviews sent to the service</h2>{served_html}"
             f"<h2>Privacy</h2><p>Groups of fewer than {privacy['min_group_size']} reviews are not shown ({suppressed} "
-            f"suppressed); Laplace noise epsilon {privacy['laplace_epsilon']} (0: none).</p>")
+            f"suppressed); Laplace noise epsilon {privacy['laplace_epsilon']} (0: none).</p>"))
 
 
 def run(params: Params) -> dict:

@@ -10,7 +10,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from components.core.config import EvaluateParams
+from components.core.html_page import html_page
 from components.evaluation.metrics import HEADLINE_PROTOCOL, PROTOCOLS
+# the metrics tables: numbers right-aligned, dense
+METRICS_STYLE = "table.metrics{font-size:0.85em}table.metrics td,table.metrics th{padding:3px 8px;text-align:right}"
 
 
 def figure_png_base64(fig: Figure) -> str:
@@ -82,12 +85,7 @@ def report_html(results: dict, fusion_weights: dict[str, float], cfg: EvaluatePa
               f'src="data:image/png;base64,{figure_png_base64(fig)}">' for title, fig in figures]
     cases = ", ".join(f"{html.escape(s)}: {n}" for s, n in results["cases"].items())
     weights = ", ".join(f"{html.escape(m)} {w:g}" for m, w in fusion_weights.items())
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>interest-platform evaluation</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}
-table.metrics{{border-collapse:collapse;font-size:0.85em}}
-table.metrics td,table.metrics th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
-</head><body>
+    return html_page("interest-platform evaluation", style=METRICS_STYLE, body=f"""
 <h1>Ranking evaluation</h1>
 <p>Full ranking over the whole catalogue (no sampled negatives); ties count against the target.
 <b>unmasked</b> = headline protocol of the SASRec / S3-Rec papers; <b>masked</b> = the shopper's
@@ -95,5 +93,4 @@ history items are excluded (the target never is). Cases: {cases}.</p>
 <p>Fusion weights (tuned on valid): {weights}.</p>
 {''.join(sections)}
 {''.join(images)}
-</body></html>
-"""
+""")

@@ -35,6 +35,7 @@ from evidently.metrics.embeddings import ModelDriftMethod
 from evidently.presets import DataDriftPreset
 
 from components.core.config import MonitorParams
+from components.core.html_page import html_page
 from components.feedback.events import ENGAGEMENTS
 from components.serving.recommender import Recommender
 
@@ -168,13 +169,12 @@ def write_index(reports_dir: Path) -> Path:
                     f"{_verdict_cells(window['views'], reports_dir)}<td>{verdict_cell}</td>"
                     f"{_verdict_cells(window.get('training_views', window['views']), reports_dir)}<td>{quality_cell}</td></tr>")
     views = "<th>items</th><th>shoppers (no vote)</th><th>scores</th><th>texts</th>"
-    page = ("<!doctype html><meta charset='utf-8'><title>Feedback drift</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em 1em;border-bottom:1px solid #ddd}</style>"
+    page = html_page("Feedback drift", body=(
             "<h1>Feedback drift</h1><p>Each window against the previous one served by the same model versions (the "
             "verdict that can trigger retraining; a version's first window against the training data), and against "
             "the training data.</p><table><tr><th rowspan=2>window</th><th rowspan=2>reference</th>"
             "<th colspan=5>against the reference</th><th colspan=4>against the training data</th>"
-            f"<th rowspan=2>incoming feedback</th></tr><tr>{views}<th>verdict</th>{views}</tr>" + "".join(rows) + "</table>")
+            f"<th rowspan=2>incoming feedback</th></tr><tr>{views}<th>verdict</th>{views}</tr>" + "".join(rows) + "</table>"))
     path = reports_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -36,6 +36,7 @@ from components.core.config import Params, PrivacyParams, SegmentsParams
 from components.core.device import select_device
 from components.core.disclosure import protect
 from components.core.errors import InterestError
+from components.core.html_page import html_page
 from components.core.io import read_parquet, write_json, write_parquet
 from components.data.split import Split, load_split
 from components.data.validate import validated_paths
@@ -318,9 +319,7 @@ def segments_html(summary: dict) -> str:
                   f"<p class='suppressed'>No segment suppressed (all have {p['min_group_size']} shoppers or more).</p>")
     noise = (f"Published counts carry Laplace noise (epsilon {p['laplace_epsilon']})." if p["laplace_epsilon"] > 0
              else "Published counts are exact (privacy.laplace_epsilon = 0).")
-    return ("<!doctype html><meta charset='utf-8'><title>Shopper segments</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}td,th{padding:.3em .8em;"
-            "border-bottom:1px solid #ddd;text-align:left}.profile{margin-top:1.5em}img{max-width:100%}</style>"
+    return html_page("Shopper segments", style="td,th{text-align:left}.profile{margin-top:1.5em}", body=(
             f"<h1>Shopper segments</h1><p>{summary['shoppers']} shoppers of the training split in "
             f"<b>{k} segments</b>, chosen as {html.escape(summary['criterion'])}: silhouette "
             f"{summary['silhouette'][k]:.3f}, stability {summary['stability_ari'][k]:.3f}.{edge}</p>"
@@ -332,7 +331,7 @@ def segments_html(summary: dict) -> str:
             "<h2>Segments</h2><table><tr><th>segment</th><th>shoppers</th><th>share</th>"
             + "".join(f"<th>{heading}</th>" for _, heading, _, _ in figures) + f"</tr>{rows}</table>"
             "<h2>Profiles</h2>"
-            + "".join(_profile_html(s, figures, summary["catalogue_has_categories"]) for s in shown))
+            + "".join(_profile_html(s, figures, summary["catalogue_has_categories"]) for s in shown)))
 
 
 # --------------------------------------------------------------------------- the command
