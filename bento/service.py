@@ -28,7 +28,6 @@ from components.serving.auth import authorised, service_token
 from components.serving.request_guard import RequestGuard
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-TAG_ENV = "INTEREST_MODEL_TAG"
 PARAMS = load_params(os.environ.get("INTEREST_PARAMS") or PROJECT_DIR / "params.yaml")
 LIMITS = PARAMS.serving
 ID = Field(min_length=1, max_length=200)
@@ -123,7 +122,7 @@ def _as_bad_request() -> Iterator[None]:
 class InterestService:
     def __init__(self) -> None:
         from components.core.log import configure_logging
-        from components.serving.app import ServingApp
+        from components.serving.app import TAG_ENV, ServingApp
         from components.serving.client_errors import log_client_errors_in_one_line
 
         configure_logging()

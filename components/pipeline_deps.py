@@ -22,8 +22,19 @@ MODULE_ENTRY = re.compile(r"^      - components/\S+\.py\s*$")
 
 def generated(text: str) -> str:
     """dvc.yaml's text with each step's module deps replaced by its import closure."""
+    return _rewrite(text)[0]
+
+
+def stale_stages(text: str) -> list[str]:
+    """The stages whose module deps are not what their steps import."""
+    return _rewrite(text)[1]
+
+
+def _rewrite(text: str) -> tuple[str, list[str]]:
+    """The generated text, and the stages whose module deps it changed."""
     modules = {step.name: required_files(step.module) for step in STEPS + ANALYSES}
     out: list[str] = []
+    changed: list[str] = []
     stage, lines, i = None, text.splitlines(keepends=True), 0
     while i < len(lines):
         line = lines[i]
@@ -32,16 +43,20 @@ def generated(text: str) -> str:
         if DEPS.match(line) and stage in modules:
             out.append(line)
             i += 1
-            others = []
+            block, others = [], []
             while i < len(lines) and (entry := ENTRY.match(lines[i])):
+                block.append(lines[i])
                 if not MODULE_ENTRY.match(lines[i]) and not _covered_folder(entry.group(1), modules[stage]):
                     others.append(lines[i])
                 i += 1
-            out += [f"      - {path}\n" for path in modules[stage]] + others
+            fresh = [f"      - {path}\n" for path in modules[stage]] + others
+            if fresh != block:
+                changed.append(stage)
+            out += fresh
             continue
         out.append(line)
         i += 1
-    return "".join(out)
+    return "".join(out), changed
 
 
 def _covered_folder(entry: str, files: list[str]) -> bool:
@@ -53,23 +68,9 @@ def _covered_folder(entry: str, files: list[str]) -> bool:
     return all(str(f.relative_to(PROJECT_DIR)) in files for f in inside)
 
 
-def stale_stages(text: str) -> list[str]:
-    """The stages whose module deps are not what their steps import."""
-    fresh = generated(text)
-    if fresh == text:
-        return []
-    return [step.name for step in STEPS + ANALYSES if _deps_of(text, step.name) != _deps_of(fresh, step.name)]
-
-
-def _deps_of(text: str, stage: str) -> list[str]:
-    block = re.search(rf"^  {re.escape(stage)}:[^\n]*\n(.*?)(?=^  \S|\Z)", text, re.M | re.S)
-    return re.findall(r"^      - (components/\S+\.py)", block.group(1), re.M) if block else []
-
-
 def write_dvc_deps(path: Path) -> list[str]:
     """Rewrite the file's module deps; the stages that changed."""
-    text = path.read_text(encoding="utf-8")
-    changed = stale_stages(text)
+    fresh, changed = _rewrite(path.read_text(encoding="utf-8"))
     if changed:
-        path.write_text(generated(text), encoding="utf-8")
+        path.write_text(fresh, encoding="utf-8")
     return changed

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import signal
 import socket
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,15 +32,16 @@ from threadpoolctl import threadpool_limits
 
 from components.core.config import Params, load_params
 from components.core.errors import InterestError
+from components.core.io import write_json
 from components.core.log import configure_logging
 from components.core.paths import PROJECT_DIR
+from components.deployment.process_group import stop_process
 from components.registry.promotion import production_tag
-from components.serving.app import served_tags
+from components.serving.app import TAG_ENV, served_tags
 from components.serving.hot_swap import preload
 
 log = logging.getLogger(__name__)
 SERVICE = "bento.service:InterestService"
-TAG_ENV = "INTEREST_MODEL_TAG"
 STATE_FILE = "workers.json"
 LOOK_SECONDS = 0.5        # how often ended workers are looked for
 STOP_SECONDS = 30         # a worker told to stop finishes its requests within this, else it is killed
@@ -107,10 +108,7 @@ class Workers:
         return pid
 
     def _record(self) -> None:
-        state = self.folder / STATE_FILE
-        temporary = state.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"launcher": os.getpid(), "pids": self.pids, "restarts": self.restarts}))
-        temporary.replace(state)
+        write_json({"launcher": os.getpid(), "pids": self.pids, "restarts": self.restarts}, self.folder / STATE_FILE)
 
     def restart_ended(self) -> int:
         """Fork again every worker that ended; how many did."""
@@ -139,40 +137,16 @@ class Workers:
     def replace_all(self) -> None:
         """Each worker in turn: stopped once its requests are answered, then forked anew."""
         for index, pid in enumerate(self.pids):
-            _stop(pid)
+            stop_process(pid, STOP_SECONDS)   # SIGTERM: uvicorn answers the requests it holds
             self.pids[index] = self._fork(index)
             self._record()
 
     def stop(self) -> None:
+        for pid in self.pids:   # all at once, then each waited for
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         for pid in self.pids:
-            _signal(pid, signal.SIGTERM)
-        for pid in self.pids:
-            _stop(pid)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _stop(pid: int) -> None:
-    """SIGTERM (uvicorn finishes the requests it holds), SIGKILL after STOP_SECONDS; reaped."""
-    _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
-        if time.monotonic() > deadline:
-            _signal(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return
-        time.sleep(0.05)
+            stop_process(pid, STOP_SECONDS)
 
 
 def _ending(status: int) -> str:

@@ -14,7 +14,6 @@ around it until it answers /readyz.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from components.core.config import Params
 from components.core.errors import InterestError
+from components.core.io import read_json
 from components.core.paths import BIN, PROJECT_DIR
 from components.core.ports import free_port
 from components.deployment.postgres import PostgresServer, start_postgres
@@ -97,7 +97,7 @@ class Cluster:
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def _state(self) -> dict:
-        return json.loads((self.folder / STATE_FILE).read_text())
+        return read_json(self.folder / STATE_FILE)
 
     def worker_pids(self) -> list[int]:
         """The workers' pids, worker i's at i (a restarted worker's new one)."""

@@ -30,6 +30,7 @@ from components.serving.recommender import Ranked, Recommender, UnknownItems, ad
 from components.serving.sessions import SessionSlates
 
 log = logging.getLogger(__name__)
+TAG_ENV = "INTEREST_MODEL_TAG"   # pins the version every untagged arm answers with (default: production)
 
 
 @dataclass(frozen=True)
