@@ -21,7 +21,8 @@ import torch
 from pydantic import BaseModel, Field
 from threadpoolctl import threadpool_limits
 
-from components.core.config import PolicyName, load_params
+from components.core.config.loader import load_params
+from components.core.config.schema import PolicyName
 from components.core.errors import InterestError
 from components.feedback.events import EVENT_KINDS
 from components.serving.auth import authorised, service_token

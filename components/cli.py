@@ -27,7 +27,7 @@ ParamsOpt = typer.Option(None, "--params", "-p", help="parameters file (default:
 
 
 def _params(path: Optional[Path]):
-    from components.core.config import load_params
+    from components.core.config.loader import load_params
     return load_params(path)
 
 
@@ -251,7 +251,8 @@ def params_for(out_dir: Path = typer.Argument(..., help="folder the copy and all
     """Write a params.yaml copy into OUT_DIR whose outputs land there: run another dataset, a
     sample or a setting beside the project's own outputs (then `interest run --params
     OUT_DIR/params.yaml`)."""
-    from components.core.config import assignment_overrides, default_params_path, derive_params, merge_overrides
+    from components.core.config.loader import default_params_path, derive_params
+    from components.core.config.overrides import assignment_overrides, merge_overrides
     overrides = assignment_overrides(assignments or [])
     data = {k: v for k, v in (("dataset", dataset), ("sample_users", sample_users)) if v is not None}
     merge_overrides(overrides, {"data": data} if data else {})
@@ -281,7 +282,7 @@ def store_up(params: Optional[Path] = ParamsOpt) -> None:
     """Start the S3 object store DVC's remote lives on (SeaweedFS, on object_store.s3_port, data in
     object_store.dir) and give this repository's remote its endpoint and keys in .dvc/config.local:
     then `dvc push` / `dvc pull`. Keys: $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY, else made once."""
-    from components.core.config import default_params_path
+    from components.core.config.loader import default_params_path
     from components.deployment.object_store import point_dvc_at, start_object_store
     p = _params(params)
     store = start_object_store(p.object_store, p.path(p.object_store.dir))
@@ -304,7 +305,7 @@ def airflow_cluster(workers: int = typer.Option(1, "--workers", min=1, help="Cel
     """Start Airflow on PostgreSQL with Redis and Celery workers on this machine (in airflow_cluster.dir):
     the API server and UI on airflow_cluster.api_port, scheduler, DAG processor, triggerer, workers,
     each with its own log. The DAGs read PARAMS. Stop it with `interest airflow-cluster-stop`."""
-    from components.core.config import default_params_path
+    from components.core.config.loader import default_params_path
     from components.deployment.airflow_cluster import start_airflow_cluster
     p = _params(params)
     project = (params or default_params_path()).resolve().parent
@@ -331,7 +332,7 @@ def bench_train_scale(params: Optional[Path] = ParamsOpt) -> None:
     valid NDCG@10, identical ranks. Run `interest run --to embed` on PARAMS first. Writes
     benchmark.train_scale_metrics_file."""
     from components.benches.train_scale import bench_train_scale as bench, train_scale_table
-    from components.core.config import default_params_path
+    from components.core.config.loader import default_params_path
     typer.echo(train_scale_table(bench(_params(params), params or default_params_path())))
 
 
@@ -340,7 +341,7 @@ def bench_seeds(params: Optional[Path] = ParamsOpt) -> None:
     """Train and evaluate PARAMS' setting once more per other seed of benchmark.seeds (train.seed
     and coldstart.seed; each in benchmark.seeds_dir/<seed>), then print every figure as mean ± sd
     over the seeds, PARAMS' own run included (run it first). Writes benchmark.seeds_metrics_file."""
-    from components.core.config import default_params_path, load_params
+    from components.core.config.loader import default_params_path, load_params
     from components.evaluation.seeds import seed_runs, seeds_summary, seeds_table
     p = _params(params)
     runs = seed_runs(p, params or default_params_path())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from components.core.config import Params
+    from components.core.config.schema import Params
 
 # set to a folder, every step run writes <step>.json there: the params.yaml keys it read
 READS_ENV = "INTEREST_RECORD_PARAMS_READS"
@@ -142,7 +142,7 @@ def dag_settings() -> dict[str, Any]:
 def project_params(dag_file: str) -> "Params":
     """A task's params: $INTEREST_PROJECT_DIR/params.yaml (default: the folder above dags/), read
     when the task runs, so a params.yaml edit applies to the next run."""
-    from components.core.config import load_params
+    from components.core.config.loader import load_params
     from components.core.log import configure_logging
 
     configure_logging()
@@ -170,7 +170,7 @@ def select_steps(names: Iterable[str] = (), to: str | None = None) -> list[Step]
 
 def run_step(name: str, params: Params) -> dict[str, Any]:
     """Run one step; records the params keys it read when $INTEREST_RECORD_PARAMS_READS is set."""
-    from components.core.config import recording_reads
+    from components.core.config.reads import recording_reads
     from components.core.io import write_json
 
     step = get_step(name)

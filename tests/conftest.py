@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from filelock import FileLock
 
-from components.core.config import Params, derive_params, load_params, merge_overrides
+from components.core.config.loader import derive_params, load_params
+from components.core.config.overrides import merge_overrides
+from components.core.config.schema import Params
 from components.pipeline import run_step, select_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,18 +47,35 @@ def shared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
     return params
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
+    """build(folder) -> its params file, run once per test run: under pytest-xdist the first worker
+    that asks builds in the folder the workers share, and the others wait for it, then read it."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    marker = folder.with_name(f"{name}.built")
+    with FileLock(f"{folder}.lock"):
+        if not marker.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            marker.write_text(str(build(folder)))
+    return Path(marker.read_text())
+
+
 @pytest.fixture(scope="session")
 def prepared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
-    """The 400-shopper sample taken through ingest -> validate -> split -> embed, once per session.
+    """The 400-shopper sample taken through ingest -> validate -> split -> embed, once per run.
 
     Read-only for the tests that use it: a test that writes outputs makes its own params copy
     pointing at these inputs.
     """
-    params = load_params(write_params(tmp_path_factory.mktemp("prepared"), data={"sample_users": SAMPLE_USERS},
-                                      validate={"expectations_dir": str(ROOT / "expectations")}))
-    for step in select_steps(to="embed"):
-        run_step(step.name, params)
-    return params
+    def build(folder: Path) -> Path:
+        params_file = write_params(folder, data={"sample_users": SAMPLE_USERS},
+                                   validate={"expectations_dir": str(ROOT / "expectations")})
+        params = load_params(params_file)
+        for step in select_steps(to="embed"):
+            run_step(step.name, params)
+        return params_file
+
+    return load_params(built_once(tmp_path_factory, "prepared", build))
 
 
 def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
@@ -75,11 +97,14 @@ def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
 
 @pytest.fixture(scope="session")
 def served_sample(tmp_path_factory, prepared_sample: Params) -> Params:
-    """The prepared sample taken on through train -> register (8 training epochs), once per
-    session: a trained, fine-tuned, evaluated and registered model with its bundle in the store."""
-    params = load_params(derived_params(prepared_sample, tmp_path_factory.mktemp("served"), coldstart={"epochs": 20},
-                                        privacy={"min_group_size": 3}),   # a sample's segments are small
-                         environ={})
-    for step in select_steps(to="register")[len(select_steps(to="embed")):]:
-        run_step(step.name, params)
-    return params
+    """The prepared sample taken on through train -> register (8 training epochs), once per run:
+    a trained, fine-tuned, evaluated and registered model with its bundle in the store."""
+    def build(folder: Path) -> Path:
+        params_file = derived_params(prepared_sample, folder, coldstart={"epochs": 20},
+                                     privacy={"min_group_size": 3})   # a sample's segments are small
+        params = load_params(params_file, environ={})
+        for step in select_steps(to="register")[len(select_steps(to="embed")):]:
+            run_step(step.name, params)
+        return params_file
+
+    return load_params(built_once(tmp_path_factory, "served", build), environ={})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from components.core.config import Params, _Section
+from components.core.config.reads import Section
+from components.core.config.schema import Params
 from components.core.import_graph import ROOT, required_files
 
 
@@ -22,12 +23,12 @@ def missing_deps(stage: dict, module: str) -> list[str]:
                   if not any(f == d or f.startswith(d + "/") for d in deps))
 
 
-def file_location_keys(model: type[_Section] = Params, prefix: str = "") -> set[str]:
+def file_location_keys(model: type[Section] = Params, prefix: str = "") -> set[str]:
     """Dotted keys whose value is a file or folder: a stage names those as deps and outs."""
     keys = set()
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
-        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section):
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
             keys |= file_location_keys(field.annotation, key + ".")
         elif field.annotation is Path or Path in typing.get_args(field.annotation):
             keys.add(key)

@@ -9,7 +9,7 @@ from typing import Callable
 
 import bentoml
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import read_json, write_json
 from components.registry.bundle import FILES
 from components.registry.store import model_store

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize, proportions_ztest
 
-from components.core.config import ABParams, Params, PrivacyParams
+from components.core.config.schema import ABParams, Params, PrivacyParams
 from components.core.disclosure import protect
 from components.core.errors import InterestError
 from components.core.html_page import html_page

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from components.analysis.review_topics import Topics, fit_topics, negative_by_topic, trend
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.device import select_device
 from components.core.disclosure import protect
 from components.core.html_page import html_page

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import OneHotEncoder
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import write_json
 from components.data.sources.open_bandit import USER_FEATURES, read_campaign
 from components.evaluation.off_policy import BanditLog, estimate

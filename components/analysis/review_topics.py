@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
-from components.core.config import TopicsParams
+from components.core.config.schema import TopicsParams
 
 log = logging.getLogger(__name__)
 

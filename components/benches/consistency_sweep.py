@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import write_json
 from components.data.split import load_split
 from components.serving.policies import candidates

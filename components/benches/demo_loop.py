@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import httpx
 
-from components.core.config import Params, derive_params, load_params
+from components.core.config.loader import derive_params, load_params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.monitoring.monitor import MonitorPass, monitor, monitor_and_accept
 from components.pipeline import STEPS, run_step

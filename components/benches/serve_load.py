@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import write_json
 from components.core.paths import BIN, PROJECT_DIR

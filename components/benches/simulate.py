@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_parquet
 from components.data.ingest import shop_ids

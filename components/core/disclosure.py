@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.core.config import PrivacyParams
+from components.core.config.schema import PrivacyParams
 
 
 def publishable(sizes: pd.Series, privacy: PrivacyParams) -> pd.Series:

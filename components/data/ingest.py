@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import write_json, write_parquet
 from components.data.erasure import erased_shoppers, without_erased
 from components.data.feedback_data import append_feedback, feedback_version, read_feedback

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import DataSourceError
 from components.data.ingest import pseudonym_key, pseudonymise, sample_users
 from components.data.sources.locate import read_dataset

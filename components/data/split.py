@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import read_parquet, write_json, write_parquet
 from components.data.validate import validated_paths
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from components.core.config import Params, ValidateParams
+from components.core.config.schema import Params, ValidateParams
 from components.core.errors import ConfigError, DataSourceError, DataValidationError
 from components.core.io import read_parquet, write_json, write_parquet
 

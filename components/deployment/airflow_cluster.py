@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from components.core.config import AirflowClusterParams
+from components.core.config.schema import AirflowClusterParams
 from components.core.errors import InterestError
 from components.core.ports import free_port
 from components.core.paths import BIN

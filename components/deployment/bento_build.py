@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import write_json
 from components.registry.promotion import production_tag

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
 from components.data.feedback_data import read_feedback

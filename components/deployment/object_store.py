@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from components.core.config import ObjectStoreParams
+from components.core.config.schema import ObjectStoreParams
 from components.core.errors import InterestError
 from components.core.paths import BIN
 from components.core.ports import free_port

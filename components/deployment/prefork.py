@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
-from components.core.config import Params, load_params
+from components.core.config.loader import load_params
+from components.core.config.schema import Params, ServingParams
 from components.core.errors import InterestError
 from components.core.io import write_json
 from components.core.log import configure_logging
@@ -43,11 +44,7 @@ from components.serving.hot_swap import preload
 log = logging.getLogger(__name__)
 SERVICE = "bento.service:InterestService"
 STATE_FILE = "workers.json"
-LOOK_SECONDS = 0.5        # how often ended workers are looked for
-STOP_SECONDS = 30         # a worker told to stop finishes its requests within this, else it is killed
 BACKLOG = 2048            # BentoML's own default for its workers' sockets
-QUICK_END_SECONDS = 10    # a worker that ends this soon after its fork, twice running, is failing (an import, a
-                          #   bad setting): the launcher stops instead of forking it again and again
 
 
 def listen(port: int) -> socket.socket:
@@ -87,6 +84,7 @@ class Workers:
 
     sockets: list[socket.socket]
     folder: Path
+    cfg: ServingParams
     pids: list[int] = field(default_factory=list)
     restarts: int = 0
     _forked_at: dict[int, float] = field(default_factory=dict)
@@ -122,10 +120,10 @@ class Workers:
                 break
             if pid in self.pids:
                 index = self.pids.index(pid)
-                quick = time.monotonic() - self._forked_at[index] < QUICK_END_SECONDS
+                quick = time.monotonic() - self._forked_at[index] < self.cfg.worker_quick_end_seconds
                 self._quick_ends[index] = self._quick_ends.get(index, 0) + 1 if quick else 0
                 if self._quick_ends[index] >= 2:
-                    raise InterestError(f"worker {index} ended ({_ending(status)}) within {QUICK_END_SECONDS} s of its "
+                    raise InterestError(f"worker {index} ended ({_ending(status)}) within {self.cfg.worker_quick_end_seconds} s of its "
                                         f"start twice running: see {self.folder / f'worker{index}.log'}")
                 log.warning("worker %d (pid %d) ended (%s): forking it again", index, pid, _ending(status))
                 self.pids[index] = self._fork(index)
@@ -137,7 +135,7 @@ class Workers:
     def replace_all(self) -> None:
         """Each worker in turn: stopped once its requests are answered, then forked anew."""
         for index, pid in enumerate(self.pids):
-            stop_process(pid, STOP_SECONDS)   # SIGTERM: uvicorn answers the requests it holds
+            stop_process(pid, self.cfg.worker_stop_seconds)   # SIGTERM: uvicorn answers the requests it holds
             self.pids[index] = self._fork(index)
             self._record()
 
@@ -146,7 +144,7 @@ class Workers:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         for pid in self.pids:
-            stop_process(pid, STOP_SECONDS)
+            stop_process(pid, self.cfg.worker_stop_seconds)
 
 
 def _ending(status: int) -> str:
@@ -171,7 +169,7 @@ def run(params: Params, ports: list[int], folder: Path) -> None:
     importlib.import_module(SERVICE.split(":")[0])   # imported once, before the load freezes the heap: shared too
     preloaded = {t: preload(params, t) for t in served_tags(params, tag)}
     log.info("loaded %s in %.0f s", ", ".join(r.tag for r in preloaded.values()), time.monotonic() - started)
-    workers = Workers(sockets, folder)
+    workers = Workers(sockets, folder, params.serving)
     stopping = False
 
     def request_stop(*_) -> None:
@@ -183,7 +181,7 @@ def run(params: Params, ports: list[int], folder: Path) -> None:
     next_look = time.monotonic() + params.serving.swap_poll_seconds
     try:
         while True:
-            time.sleep(LOOK_SECONDS)
+            time.sleep(params.serving.launcher_look_seconds)
             if stopping:   # the workers got the same signal (one process group): not forked again
                 break
             workers.restart_ended()

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_json
 from components.core.paths import BIN, PROJECT_DIR

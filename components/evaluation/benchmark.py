@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_json
 from components.evaluation.metrics import HEADLINE_SUBSET, PROTOCOLS

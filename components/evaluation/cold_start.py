@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
 from components.data.split import Split, known_before, load_split

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from components.core.batch_slices import batch_slices
-from components.core.config import FusionParams
+from components.core.config.schema import FusionParams
 from components.evaluation.metrics import apply_protocol, case_metrics, target_ranks, top_k_items
 from components.models.fusion import FusionScorer, fuse, known_items, partly_known, zscore_rows
 from components.models.scorer_contract import Scorer

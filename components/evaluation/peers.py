@@ -27,7 +27,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import ConfigError, InterestError
 from components.core.io import read_json, write_json
 from components.data.split import CASE_SPLITS, PAD, Split, load_split

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from components.core.batch_slices import batch_slices
-from components.core.config import EvaluateParams, Params
+from components.core.config.schema import EvaluateParams, Params
 from components.core.io import read_json, write_json
 from components.data.split import CASE_SPLITS, Split, known_before, load_split
 from components.evaluation.fusion_tuning import tune_fusion

@@ -9,7 +9,7 @@ from typing import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from components.core.config import EvaluateParams
+from components.core.config.schema import EvaluateParams
 from components.core.html_page import html_page
 from components.evaluation.metrics import HEADLINE_PROTOCOL, PROTOCOLS
 # the metrics tables: numbers right-aligned, dense

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from components.core.config import Params, derive_params, load_params
+from components.core.config.loader import derive_params, load_params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
 from components.evaluation.benchmark import published_for

@@ -10,7 +10,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from components.core.config import SentimentParams
+from components.core.config.schema import SentimentParams
 
 
 def figures(labels: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict:

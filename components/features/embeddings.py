@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.core.config import EmbedParams, Params
+from components.core.config.schema import EmbedParams, Params
 from components.core.device import select_device
 from components.core.io import read_json, read_parquet, write_json, write_npy
 from components.data.split import load_split

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.feedback.events import CLICK, ENGAGEMENTS, IMPRESSION, Event
 from components.feedback.schema import events, slates

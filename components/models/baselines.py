@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from components.core.config import BaselinesParams
+from components.core.config.schema import BaselinesParams
 from components.data.split import PAD, Split
 from components.features.text_profile import recency_text_profile
 from components.models.interest_model import left_pad

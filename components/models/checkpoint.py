@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import write_torch
 from components.models.interest_model import InterestModel, InterestModelConfig

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from components.core.config import BaselinesParams
+from components.core.config.schema import BaselinesParams
 from components.data.split import PAD
 from components.models.baselines import BaselineFit, baseline_scorers
 from components.models.interest_scorer import ModelScorer

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.device import select_device
 from components.models.checkpoint import load_checkpoint, model_path
 from components.models.interest_model import InterestModel, left_pad

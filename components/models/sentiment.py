@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers.masking_utils import create_bidirectional_mask
 
 from components.core.batch_slices import batch_slices
-from components.core.config import SentimentParams
+from components.core.config.schema import SentimentParams
 from components.core.errors import ConfigError
 from components.core.io import write_torch
 from components.features.text_encoder import TextEncoder, load_text_encoder
@@ -111,21 +111,29 @@ class SentimentClassifier(torch.nn.Module):
         return layers
 
     @torch.no_grad()   # not inference_mode: its tensors cannot enter the autograd of the top layers
+    @torch.no_grad()
     def frozen(self, texts: Sequence[str]) -> FrozenBatch:
-        """The input of the first trainable layer (after freeze_below)."""
+        """The input of the first trainable layer (after freeze_below): the embeddings and the
+        frozen layers alone, without the autograd graph, since they never change."""
         batch = self.tokens(texts)
-        states = self.body(**batch, output_hidden_states=True).hidden_states
-        return FrozenBatch(states[len(self.layers()) - self.trainable_layers], batch["attention_mask"])
+        hidden = self.body.embeddings(input_ids=batch["input_ids"])
+        layers = self.layers()
+        hidden = self._through(layers[:len(layers) - self.trainable_layers], hidden, batch["attention_mask"])
+        return FrozenBatch(hidden, batch["attention_mask"])
 
     def forward_top(self, batch: FrozenBatch) -> torch.Tensor:
         """Logits from the frozen layers' output through the trainable layers and the head: the
         same as forward() on the texts."""
-        hidden = batch.hidden
-        mask = create_bidirectional_mask(config=self.body.config, inputs_embeds=hidden,
-                                         attention_mask=batch.attention_mask)
-        for layer in self.layers()[len(self.layers()) - self.trainable_layers:]:
-            hidden = layer(hidden, mask)
+        layers = self.layers()
+        hidden = self._through(layers[len(layers) - self.trainable_layers:], batch.hidden, batch.attention_mask)
         return self.classify(hidden, batch.attention_mask)
+
+    def _through(self, layers: Sequence[torch.nn.Module], hidden: torch.Tensor,
+                 attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = create_bidirectional_mask(config=self.body.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        return hidden
 
     def label_proba(self, logits: torch.Tensor) -> torch.Tensor:
         """[batch, len(LABELS)]: each label's outputs' softmax probabilities summed."""

@@ -34,7 +34,7 @@ from evidently.metrics import EmbeddingsDrift
 from evidently.metrics.embeddings import ModelDriftMethod
 from evidently.presets import DataDriftPreset
 
-from components.core.config import MonitorParams
+from components.core.config.schema import MonitorParams
 from components.core.html_page import html_page
 from components.feedback.events import ENGAGEMENTS
 from components.serving.recommender import Recommender
@@ -120,12 +120,16 @@ def run_view(view: View, cfg: MonitorParams, out_dir: Path) -> dict:
     if len(view.current) < cfg.drift_min_rows:
         return {"view": view.name, "votes": view.votes, "rows": len(view.current), "drifted": None,
                 "why": f"fewer than monitor.drift_min_rows ({cfg.drift_min_rows}) current rows"}
+    current, reference = view.current, view.reference
     if view.name == "texts":
         metrics = [EmbeddingsDrift(embeddings_name=TEXT_COLUMNS,
                                    drift_method=ModelDriftMethod(threshold=cfg.embedding_drift_threshold))]
+        # Evidently draws a t-SNE map of the rows: 90% of the view's time, and it grows with the rows
+        current, reference = (frame.sample(min(len(frame), cfg.text_drift_rows), random_state=cfg.seed)
+                              for frame in (current, reference))
     else:
         metrics = [DataDriftPreset(drift_share=cfg.drift_share)]
-    current, reference = (frame.reset_index(drop=True) for frame in (view.current, view.reference))  # plots bin the index
+    current, reference = (frame.reset_index(drop=True) for frame in (current, reference))  # plots bin the index
     snapshot = Report(metrics).run(Dataset.from_pandas(current, data_definition=view.definition),
                                    Dataset.from_pandas(reference, data_definition=view.definition))
     out_dir.mkdir(parents=True, exist_ok=True)

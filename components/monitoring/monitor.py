@@ -19,7 +19,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
 from components.feedback.checked_windows import window_paths
 from components.feedback.events import REVIEW

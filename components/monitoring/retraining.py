@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.core.config import Params, RetrainParams
+from components.core.config.schema import Params, RetrainParams
 from components.core.io import read_parquet
 from components.data.feedback_data import feedback_version, write_window
 from components.feedback.events import RATING

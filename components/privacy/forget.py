@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import read_parquet, write_parquet
 from components.data.erasure import record_erasure, without_erased
 from components.data.ingest import pseudonym, pseudonym_key

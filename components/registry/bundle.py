@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 import yaml
 
-from components.core.config import BaselinesParams, Params
+from components.core.config.schema import BaselinesParams, Params
 from components.core.errors import InterestError
 from components.core.io import read_json, read_parquet, write_json, write_npy, write_parquet
 from components.data.split import CASE_SPLITS, Split, known_before, load_split

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.core.io import read_json, write_json
 from components.models.interest_scorer import COLD_MODEL_SCORER_NAME

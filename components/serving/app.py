@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from components.core.config import ArmParams, Params
+from components.core.config.schema import ArmParams, Params
 from components.data.erasure import ErasedShoppers, record_erasure
 from components.data.ingest import pseudonym, pseudonym_key
 from components.feedback.events import Event

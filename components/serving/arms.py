@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from components.core.config import ArmParams
+from components.core.config.schema import ArmParams
 
 HASH_SPACE = 2 ** 64
 

@@ -13,7 +13,7 @@ import gc
 import logging
 import threading
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.registry.promotion import production_tag
 from components.serving.recommender import Recommender, catch_up_added, load_recommender

@@ -23,7 +23,7 @@ from typing import Protocol, get_args
 import numpy as np
 from scipy import special
 
-from components.core.config import PolicyName
+from components.core.config.schema import PolicyName
 
 GREEDY, EPSILON_GREEDY, SOFTMAX, THOMPSON = get_args(PolicyName)
 TINY = 1e-6   # smallest Beta parameter: a prior mean that underflows stays a valid distribution

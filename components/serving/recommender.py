@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params, ServingParams
+from components.core.config.schema import Params, ServingParams
 from components.core.device import select_device
 from components.core.errors import InterestError
 from components.features.embeddings import TextEncoderSettings, item_texts

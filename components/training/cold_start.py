@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from components.core.batch_slices import batch_slices
-from components.core.config import ColdStartParams, Params
+from components.core.config.schema import ColdStartParams, Params
 from components.core.device import select_device
 from components.core.io import write_json
 from components.data.split import load_split

@@ -32,7 +32,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params, PrivacyParams, SegmentsParams
+from components.core.config.schema import Params, PrivacyParams, SegmentsParams
 from components.core.device import select_device
 from components.core.disclosure import protect
 from components.core.errors import InterestError

@@ -17,7 +17,7 @@ import torch
 from sklearn.model_selection import GroupShuffleSplit
 from tqdm.auto import tqdm
 
-from components.core.config import Params, SentimentParams
+from components.core.config.schema import Params, SentimentParams
 from components.core.device import select_device
 from components.core.errors import DataSourceError
 from components.core.io import write_json

@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from components.core.batch_slices import batch_slices
-from components.core.config import Params, TrainParams
+from components.core.config.schema import Params, TrainParams
 from components.core.io import write_json
 from components.data.split import known_before, load_split
 from components.evaluation.metrics import masked_target_ranks, ranking_summary, target_ranks

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from components.analysis.ab_arms import ab_report, compare
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.feedback.events import CLICK, IMPRESSION, PURCHASE, Event
 from components.feedback.store import FeedbackStore, sqlite_url
 from tests.conftest import ROOT

@@ -9,7 +9,7 @@ import pytest
 from obp.ope import DirectMethod, DoublyRobust, InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting
 
 from components.analysis.ope import ope_check
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json
 from components.evaluation.off_policy import ESTIMATORS, BanditLog, estimate
 from tests.conftest import ROOT

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 from components.training.segments import (behaviour, choose_k, load_shoppers, most_specific_categories, profiles,
                                           segment_shoppers, shoppers_of)
 from components.cli import app
-from components.core.config import Params, PrivacyParams, load_params, recording_reads
+from components.core.config.loader import load_params
+from components.core.config.reads import recording_reads
+from components.core.config.schema import Params, PrivacyParams
 from components.core.io import read_json, read_parquet
 from components.data.split import Split
 from components.pipeline import run_step

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.core.config import Params, load_params
+from components.core.config.loader import load_params
+from components.core.config.schema import Params
 from components.core.io import read_parquet
 from components.data.split import Split, build_item_index, leave_one_out
 from components.evaluation.fusion_tuning import tune_fusion

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import read_json, read_parquet
 from components.data.feedback_data import feedback_version, write_window
 from components.data.ingest import ingest

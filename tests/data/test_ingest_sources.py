@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import DataSourceError
 from components.core.io import read_parquet
 from components.data.ingest import ingest

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from components.cli import main
-from components.core.config import Params, load_params
+from components.core.config.loader import load_params
+from components.core.config.schema import Params
 from components.core.errors import ConfigError, DataValidationError
 from components.core.io import read_parquet, write_parquet
 from components.data.ingest import ingest

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json, read_parquet
 from components.data.split import load_split
 from components.data.validate import validated_paths

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import InterestError
 from components.registry.store import store_home
 from components.deployment.service_process import LocalServer, start_server

@@ -16,7 +16,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json
 from components.core.ports import free_port
 from components.deployment.airflow_cluster import start_airflow_cluster

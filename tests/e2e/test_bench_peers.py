@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import ConfigError, InterestError
 from components.core.io import read_json
 from components.data.split import load_split

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json
 from components.benches.consistency_sweep import bench_consistency
 from components.benches.serve_load import bench_serve, serving_table

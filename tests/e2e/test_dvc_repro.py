@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json
 from components.core.ports import free_port
 from components.deployment.object_store import S3Keys, start_object_store
@@ -40,7 +40,7 @@ from tests.e2e.helpers import (
 
 pytestmark = pytest.mark.e2e
 # the analyses on a small sample of reviewers, quickly (their figures are tested in tests/analysis)
-QUICK_REVIEWS = {"sample_users": 200, "sentiment": {"epochs": 1, "trainable_layers": 1, "bootstrap": 50},
+QUICK_REVIEWS = {"sample_users": 200, "sentiment": {"epochs": 1, "trainable_layers": 1, "bootstrap": 50, "max_tokens": 128},
                  "topics": {"candidates": [4]}}
 
 

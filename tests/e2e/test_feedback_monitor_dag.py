@@ -16,7 +16,7 @@ import sqlite3
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json
 from components.monitoring.monitor import read_history
 from components.monitoring.retraining import accept_pending

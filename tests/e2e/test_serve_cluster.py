@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import InterestError
 from components.core.ports import free_port
 from components.deployment.serve import start_cluster, start_launcher

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.data.ingest import shop_ids
 from components.data.split import load_split
 from components.evaluation.metrics import HEADLINE_SUBSET

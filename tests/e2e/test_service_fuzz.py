@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.deployment.serve import start_cluster
 from components.registry.store import store_home
 from tests.e2e.helpers import BIN, clean_env

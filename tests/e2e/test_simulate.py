@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.benches.simulate import simulate
 from tests.e2e.service_process import sample_service_env, start_service
 

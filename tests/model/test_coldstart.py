@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import InterestError
 from components.core.io import read_json
 from components.data.split import load_split

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.monitoring.drift import Feedback, drift_reports
 from components.serving.recommender import load_recommender
 

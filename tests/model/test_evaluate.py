@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.io import read_json
 from components.data.split import load_split
 from components.evaluation.benchmark import quality_report

@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from components.core.config import Params, load_params
+from components.core.config.loader import load_params
+from components.core.config.schema import Params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
 from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate, not_worse
 from components.feedback.events import Event

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json
 from components.data.split import load_split
 from components.features.embeddings import load_item_embeddings

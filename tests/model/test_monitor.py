@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.io import read_json, read_parquet
 from components.monitoring.monitor import monitor
 from components.serving.app import FeedbackInput, ServingApp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import InterestError
 from components.registry.promotion import production_tag, promote, promotion_history, rollback
 from components.registry.store import model_store, register

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.registry.bundle import NO_SEGMENT
 from components.serving.app import FeedbackInput, ServingApp
 

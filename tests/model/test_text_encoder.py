@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.device import select_device
 from components.evaluation.metrics import mask_history, top_k_items
 from components.features.text_encoder import load_text_encoder

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from components.cli import app
-from components.core.config import Params, load_params
+from components.core.config.loader import load_params
+from components.core.config.schema import Params
 from components.core.io import read_json, read_parquet
 from components.data.erasure import REGISTER, ErasedShoppers, erased_shoppers, record_erasure
 from components.data.ingest import shop_ids

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.core.config import assignment_overrides, derive_params, load_params
+from components.core.config.loader import derive_params, load_params
+from components.core.config.overrides import assignment_overrides
 from components.core.errors import ConfigError
 from tests.conftest import ROOT, write_params
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.models.interest_model import FastDropout, InterestModel, InterestModelConfig, SequenceLayer, left_pad
 from components.models.interest_scorer import ModelScorer
 from components.training.train import _autocast, _evaluated, _optimizer, _weight_average, fit, train_epoch

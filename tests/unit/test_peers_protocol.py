@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import InterestError
 from components.data.split import build_item_index, leave_one_out
 from components.evaluation.peers import peer_test_figures

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from components.cli import app
-from components.core.config import load_params, recording_reads
+from components.core.config.loader import load_params
+from components.core.config.reads import recording_reads
 from components.pipeline_deps import generated, stale_stages
 from components.pipeline import ANALYSES, ANALYSIS_NAMES, STEP_NAMES, STEPS, get_step, select_steps
 from tests.conftest import ROOT

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.evaluation.ranking import PROTOCOLS, LastBatchScores, rank_cases, rank_cases_by_scorer
 from components.models.fusion import FusionScorer
 from tests.conftest import ROOT

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from components.core.config import load_params
+from components.core.config.loader import load_params
 from components.core.errors import InterestError
 from components.evaluation.seeds import seed_runs, seeds_summary, seeds_table
 from tests.conftest import write_params

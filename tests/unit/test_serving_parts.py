@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.core.config import ArmParams
+from components.core.config.schema import ArmParams
 from components.serving.arms import assign_arm
 from components.serving.micro_batcher import MicroBatcher
 from components.serving.request_guard import RequestGuard

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import urllib.error
 
-from components.core.config import Params
+from components.core.config.schema import Params
 from components.core.errors import DataSourceError
 from components.data.sources.amazon import download, meta_file, original_file_names, read_original, reviews_file
 from components.data.sources.lcrec import interactions_file, read_lcrec_folder

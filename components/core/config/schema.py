@@ -1,83 +1,26 @@
-"""Typed view of params.yaml: the only place configuration is read.
-
-Every section is a frozen pydantic model that forbids unknown keys, so a typo or a missing key
-fails at start with the dotted key named, not deep inside a pipeline step.
-"""
+"""params.yaml's sections, one frozen pydantic model each, forbidding unknown keys: a typo or a
+missing key fails at start naming the dotted key. Cross-key rules live beside their section."""
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from components.core.errors import ConfigError
+from components.core.config.reads import Section
 
-ENV_PREFIX = "INTEREST__"
-PARAMS_ENV = "INTEREST_PARAMS"
 # how a slate is drawn from the scores (components/serving/policies.py): settings and requests name one
 PolicyName = Literal["greedy", "epsilon_greedy", "softmax", "thompson"]
 
-_reads: ContextVar[set[str] | None] = ContextVar("interest_params_reads", default=None)
 
-
-@contextmanager
-def recording_reads() -> Iterator[set[str]]:
-    """Collect the dotted params.yaml keys read inside the block: a pipeline step's reads are
-    what its DVC stage must list (tests/e2e check dvc.yaml against them)."""
-    reads: set[str] = set()
-    token = _reads.set(reads)
-    try:
-        yield reads
-    finally:
-        _reads.reset(token)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    _key: str = PrivateAttr(default="")   # dotted name in params.yaml, e.g. "baselines.item_knn"
-
-    def __getattribute__(self, name: str) -> Any:
-        value = super().__getattribute__(name)
-        if name[0] != "_" and name in type(self).model_fields and not isinstance(value, _Section):
-            reads = _reads.get()
-            if reads is not None and self._key:   # no key: not from params.yaml (e.g. a bundle's settings)
-                reads.add(f"{self._key}.{name}")
-        return value
-
-    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
-        """A dump reads every key below this section that it does not exclude."""
-        for name in set(type(self).model_fields) - set(kwargs.get("exclude") or ()):
-            value = getattr(self, name)
-            if isinstance(value, _Section):
-                value.model_dump()
-        return super().model_dump(**kwargs)
-
-    def settings(self) -> dict[str, Any]:
-        """The section's values without its file locations (JSON types): what a model records of
-        the configuration that made it."""
-        paths = {name for name, field in type(self).model_fields.items() if field.annotation is Path}
-        return self.model_dump(mode="json", exclude=paths)
-
-    def _name_sections(self, prefix: str = "") -> None:
-        for name, field in type(self).model_fields.items():
-            value = self.__dict__[name]
-            if isinstance(value, _Section):
-                value.__pydantic_private__["_key"] = f"{prefix}{field.alias or name}"
-                value._name_sections(f"{prefix}{field.alias or name}.")
-
-
-class DownloadParams(_Section):
+class DownloadParams(Section):
     enabled: bool
     base_url: str
     dir: Path
     timeout_s: float = Field(gt=0)
 
 
-class DataParams(_Section):
+class DataParams(Section):
     dataset: str
     mirror_dir: Path
     mirror_folders: dict[str, str]
@@ -86,7 +29,7 @@ class DataParams(_Section):
     seed: int
 
 
-class IngestParams(_Section):
+class IngestParams(Section):
     out_dir: Path
     pseudonym_key_env: str
     pseudonym_dev_key: str
@@ -95,18 +38,18 @@ class IngestParams(_Section):
     feedback_kinds: list[str] = Field(min_length=1)
 
 
-class RowBounds(_Section):
+class RowBounds(Section):
     min: int = Field(ge=0)
     max: int = Field(ge=0)
 
 
-class RowCountParams(_Section):
+class RowCountParams(Section):
     interactions: RowBounds
     items: RowBounds
     reviews: RowBounds
 
 
-class ValidateParams(_Section):
+class ValidateParams(Section):
     expectations_dir: Path
     out_dir: Path
     reports_dir: Path
@@ -115,14 +58,14 @@ class ValidateParams(_Section):
     on_failure: dict[str, Literal["quarantine", "stop"]]
 
 
-class SplitParams(_Section):
+class SplitParams(Section):
     out_dir: Path
     cold_item_fraction: float = Field(ge=0.0, lt=1.0)
     seed: int
     metrics_file: Path
 
 
-class EmbedParams(_Section):
+class EmbedParams(Section):
     encoder: str
     fields: tuple[str, ...]
     max_chars: int = Field(gt=0)
@@ -132,7 +75,7 @@ class EmbedParams(_Section):
     out_dir: Path
 
 
-class ModelParams(_Section):
+class ModelParams(Section):
     mode: Literal["id", "text", "id+text"]
     max_len: int = Field(gt=0)
     hidden: int = Field(gt=0)
@@ -145,7 +88,7 @@ class ModelParams(_Section):
     frequency_bins: int = Field(gt=0)
 
 
-class TrainParams(_Section):
+class TrainParams(Section):
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     batch_size: int = Field(gt=0)
@@ -174,21 +117,21 @@ class TrainParams(_Section):
     agents_dir: Path
 
 
-class ItemKnnParams(_Section):
+class ItemKnnParams(Section):
     neighbours: int = Field(gt=0)
     recency_decay: float = Field(gt=0.0, le=1.0)
 
 
-class TextSimilarityParams(_Section):
+class TextSimilarityParams(Section):
     recency_decay: float = Field(gt=0.0, le=1.0)
 
 
-class BaselinesParams(_Section):
+class BaselinesParams(Section):
     item_knn: ItemKnnParams
     text: TextSimilarityParams
 
 
-class FusionParams(_Section):
+class FusionParams(Section):
     weight_grid: tuple[float, ...] = Field(min_length=1)
     rounds: int = Field(ge=1)
     metric_k: int = Field(gt=0)
@@ -198,7 +141,7 @@ class FusionParams(_Section):
     cache_gb: float = Field(ge=0)
 
 
-class EvaluateParams(_Section):
+class EvaluateParams(Section):
     ks: tuple[int, ...] = Field(min_length=1)
     beyond_k: int = Field(gt=0)
     novelty_pseudocount: float = Field(gt=0.0)
@@ -208,7 +151,7 @@ class EvaluateParams(_Section):
     report_file: Path
 
 
-class PeersParams(_Section):
+class PeersParams(Section):
     python: Path
     runner: Path
     dir: Path
@@ -219,7 +162,7 @@ class PeersParams(_Section):
     plot: Path
 
 
-class BenchmarkParams(_Section):
+class BenchmarkParams(Section):
     published_file: Path
     serve_dir: Path
     serve_replay_cases: int = Field(ge=0)
@@ -246,13 +189,13 @@ class BenchmarkParams(_Section):
     peers: PeersParams
 
 
-class RegistryParams(_Section):
+class RegistryParams(Section):
     home: Path
     model_name: str
     record_file: Path
 
 
-class ObjectStoreParams(_Section):
+class ObjectStoreParams(Section):
     dir: Path
     s3_port: int = Field(ge=1, le=65535)
     bucket: str
@@ -260,7 +203,7 @@ class ObjectStoreParams(_Section):
     start_seconds: float = Field(gt=0)
 
 
-class AirflowClusterParams(_Section):
+class AirflowClusterParams(Section):
     dir: Path
     api_port: int = Field(ge=1, le=65535)
     worker_concurrency: int = Field(ge=1)
@@ -268,7 +211,7 @@ class AirflowClusterParams(_Section):
     start_seconds: float = Field(gt=0)
 
 
-class GateParams(_Section):
+class GateParams(Section):
     ndcg_tolerance: float = Field(ge=0, lt=1)
     cold_recall_tolerance: float = Field(ge=0, lt=1)
     cold_warm_floor: float = Field(ge=0, le=1)
@@ -280,7 +223,7 @@ class GateParams(_Section):
     bento_record_file: Path
 
 
-class RetrainParams(_Section):
+class RetrainParams(Section):
     min_events: int = Field(ge=0)
     drift_views: list[Literal["items", "shoppers", "scores", "texts"]]
     metric: str
@@ -288,7 +231,7 @@ class RetrainParams(_Section):
     max_quarantine_share: float = Field(ge=0, le=1)
 
 
-class MonitorParams(_Section):
+class MonitorParams(Section):
     max_events_per_minute: int = Field(gt=0)
     on_failure: dict[str, Literal["quarantine", "stop"]]
     k: int = Field(gt=0)
@@ -302,12 +245,13 @@ class MonitorParams(_Section):
     drift_share: float = Field(gt=0, le=1)
     embedding_drift_threshold: float = Field(gt=0.5, lt=1)
     drift_min_rows: int = Field(gt=0)
+    text_drift_rows: int = Field(gt=0)
     drift_reference_shoppers: int = Field(gt=0)
     seed: int
     retrain: RetrainParams
 
 
-class SimulateParams(_Section):
+class SimulateParams(Section):
     shoppers: int = Field(ge=0)
     k: int = Field(gt=0)
     click_relevant: float = Field(ge=0, le=1)
@@ -320,7 +264,7 @@ class SimulateParams(_Section):
     seed: int
 
 
-class OPEParams(_Section):
+class OPEParams(Section):
     mirror_folder: str
     campaigns: list[str] = Field(min_length=1)
     folds: int = Field(ge=2)
@@ -330,7 +274,7 @@ class OPEParams(_Section):
     metrics_file: Path
 
 
-class SegmentWeightsParams(_Section):
+class SegmentWeightsParams(Section):
     model: float = Field(ge=0)
     activity: float = Field(ge=0)
     recency: float = Field(ge=0)
@@ -338,7 +282,7 @@ class SegmentWeightsParams(_Section):
     ratings: float = Field(ge=0)
 
 
-class SegmentsParams(_Section):
+class SegmentsParams(Section):
     k_candidates: tuple[int, ...] = Field(min_length=1)
     silhouette_sample: int = Field(ge=0)
     seed: int
@@ -361,7 +305,7 @@ class SegmentsParams(_Section):
         return self
 
 
-class ABParams(_Section):
+class ABParams(Section):
     alpha: float = Field(gt=0, lt=1)
     power: float = Field(gt=0, lt=1)
     min_relative_effect: float = Field(gt=0)
@@ -370,7 +314,7 @@ class ABParams(_Section):
     report_file: Path
 
 
-class SentimentParams(_Section):
+class SentimentParams(Section):
     negative_max: float
     neutral_max: float
     test_fraction: float = Field(gt=0, lt=1)
@@ -406,7 +350,7 @@ class SentimentParams(_Section):
         return self
 
 
-class TopicsParams(_Section):
+class TopicsParams(Section):
     candidates: list[int] = Field(min_length=1)
     silhouette_sample: int = Field(gt=1)
     terms: int = Field(gt=0)
@@ -420,7 +364,7 @@ class TopicsParams(_Section):
     metrics_file: Path
 
 
-class ReviewsParams(_Section):
+class ReviewsParams(Section):
     dataset: str
     sample_users: int = Field(ge=0)
     report_file: Path
@@ -428,13 +372,13 @@ class ReviewsParams(_Section):
     topics: TopicsParams
 
 
-class PrivacyParams(_Section):
+class PrivacyParams(Section):
     min_group_size: int = Field(ge=1)
     laplace_epsilon: float = Field(ge=0)
     erasure_dir: Path
 
 
-class DemoParams(_Section):
+class DemoParams(Section):
     dir: Path
     sample_users: int = Field(gt=0)
     shoppers: int = Field(gt=0)
@@ -443,7 +387,7 @@ class DemoParams(_Section):
     startup_seconds: float = Field(gt=0)
 
 
-class ColdStartParams(_Section):
+class ColdStartParams(Section):
     adapter_hidden: int = Field(gt=0)
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=1)
@@ -468,14 +412,14 @@ class ColdStartParams(_Section):
     plot_file: Path
 
 
-class ArmParams(_Section):
+class ArmParams(Section):
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1)
     tag: str | None = None      # a registered version; none = the production one (hot-swapped)
     policy: PolicyName | None = None   # none = serving.policy
 
 
-class ServingParams(_Section):
+class ServingParams(Section):
     top_k: int = Field(gt=0)
     default_pool: int = Field(gt=0)
     default_diversity: float = Field(ge=0, le=1)
@@ -514,6 +458,9 @@ class ServingParams(_Section):
     workers: int = Field(ge=1)
     cluster_dir: Path
     startup_seconds: float = Field(gt=0)
+    launcher_look_seconds: float = Field(gt=0)
+    worker_stop_seconds: float = Field(gt=0)
+    worker_quick_end_seconds: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> "ServingParams":
@@ -523,7 +470,7 @@ class ServingParams(_Section):
         return self
 
 
-class Params(_Section):
+class Params(Section):
     data: DataParams
     ingest: IngestParams
     validation: ValidateParams = Field(alias="validate")  # `validate` would shadow BaseModel.validate
@@ -565,99 +512,3 @@ class Params(_Section):
     def path(self, p: Path) -> Path:
         """Resolve a params path against the folder params.yaml lives in."""
         return p if p.is_absolute() else (self.root / p)
-
-
-# project inputs a params copy elsewhere must still find; every other path is an output
-INPUT_PATHS = (("data", "mirror_dir"), ("validate", "expectations_dir"), ("benchmark", "published_file"),
-               ("benchmark", "peers", "python"), ("benchmark", "peers", "runner"))
-
-
-def merge_overrides(node: dict, values: dict) -> None:
-    """Nested dict merge in place: sections and keys of `values` win."""
-    for key, value in values.items():
-        if isinstance(value, dict) and isinstance(node.get(key), dict):
-            merge_overrides(node[key], value)
-        else:
-            node[key] = value
-
-
-def assignment_overrides(assignments: list[str]) -> dict[str, Any]:
-    """`section.key=value` strings (as `dvc exp run -S` takes them) -> nested overrides; values are YAML."""
-    out: dict[str, Any] = {}
-    for text in assignments:
-        dotted, sep, value = text.partition("=")
-        keys = dotted.strip().split(".")
-        if not sep or len(keys) < 2 or not all(keys):
-            raise ConfigError(f"override {text!r}: expected section.key=value, e.g. split.cold_item_fraction=0")
-        merge_overrides(out, {keys[0]: _nest(keys[1:], yaml.safe_load(value))})
-    return out
-
-
-def _nest(keys: list[str], value: Any) -> Any:
-    return value if not keys else {keys[0]: _nest(keys[1:], value)}
-
-
-def derive_params(source: Path, dest_dir: Path, overrides: dict[str, Any]) -> Path:
-    """A copy of `source` in dest_dir whose outputs land under dest_dir: another dataset, a sample
-    or an experiment runs beside the project's own outputs without touching them. Project inputs
-    (mirror, expectation suites, published figures) are made absolute first."""
-    source = Path(source).resolve()
-    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    for *sections, key in INPUT_PATHS:
-        node = raw
-        for section in sections:
-            node = node[section]
-        value = Path(node[key])
-        # normpath, not resolve(): a virtualenv's python is a symlink that must stay one
-        node[key] = str(value if value.is_absolute() else os.path.normpath(source.parent / value))
-    merge_overrides(raw, overrides)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    path = dest_dir / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    load_params(path, environ={})   # fail here, naming the key, not in a later step
-    return path
-
-
-def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        keys = name[len(ENV_PREFIX):].lower().split("__")
-        node = raw
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):
-                raise ConfigError(
-                    f"environment override {name}: '{'.'.join(keys)}' is not a key of params.yaml"
-                )
-            node = node[key]
-        if keys[-1] not in node:
-            raise ConfigError(
-                f"environment override {name}: '{'.'.join(keys)}' is not a key of params.yaml"
-            )
-        node[keys[-1]] = yaml.safe_load(value)
-    return raw
-
-
-def default_params_path() -> Path:
-    return Path(os.environ.get(PARAMS_ENV, "params.yaml"))
-
-
-def load_params(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Params:
-    """Load params.yaml (default: $INTEREST_PARAMS or ./params.yaml) with env overrides."""
-    path = Path(path) if path is not None else default_params_path()
-    if not path.is_file():
-        raise ConfigError(
-            f"no parameters file at {path.resolve()}: run from the project folder or set {PARAMS_ENV}"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    raw = _apply_env_overrides(raw, dict(os.environ if environ is None else environ))
-    try:
-        return Params(**raw, root=path.resolve().parent)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
