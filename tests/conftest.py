@@ -18,12 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("INTEREST__DATA__MIRROR_DIR", ROOT.parent / "shared" / "data")).resolve()
 SAMPLE_USERS = 400
 
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    # each pytest-xdist worker (and the commands it starts) gets its share of the cores for torch, BLAS
+    # and OpenMP, set before any of them loads (two workers of two threads each on two cores fight for them)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(max(1, (os.cpu_count() or 1) // workers)))
+
 
 def write_params(dest_dir: Path, **overrides: dict) -> Path:
     """A copy of the project's params.yaml in dest_dir, with section overrides merged in."""
     merged: dict = {"data": {"mirror_dir": str(MIRROR)}}
     merge_overrides(merged, overrides)
     return derive_params(ROOT / "params.yaml", dest_dir, merged)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end files first: two pytest-xdist workers take whole files, so the longest start at
+    once and the many short ones fill in behind them, instead of one long file ending the run."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 @pytest.fixture(scope="session")
