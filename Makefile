@@ -54,10 +54,11 @@ run: $(STAMP)  ## run the whole pipeline (dvc repro of its stages, ingest -> bui
 	$(BIN)/dvc metrics show metrics/data.json metrics/train.json
 	$(BIN)/interest bench-quality
 
-# two pytest-xdist workers, each taking whole files (a file's fixtures are built once); TEST_WORKERS=0: one process
+# two pytest-xdist workers, each taking whole files (a file's fixtures are built once) in collection order (e2e
+# first, tests/conftest.py), not the default most-tests-first; TEST_WORKERS=0: one process
 TEST_WORKERS ?= 2
 test: $(STAMP) $(PEERS_STAMP)  ## run the whole test suite (unit, data, model and slow end-to-end tests)
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 airflow: $(STAMP)  ## start Airflow (standalone: SQLite + LocalExecutor) with the project's DAGs on :8080
 	$(BIN)/airflow standalone

@@ -37,12 +37,12 @@ from components.core.io import write_json
 from components.core.log import configure_logging
 from components.core.paths import PROJECT_DIR
 from components.deployment.process_group import stop_process
+from components.deployment.service_process import SERVICE
 from components.registry.promotion import production_tag
 from components.serving.app import TAG_ENV, served_tags
 from components.serving.hot_swap import preload
 
 log = logging.getLogger(__name__)
-SERVICE = "bento.service:InterestService"
 STATE_FILE = "workers.json"
 BACKLOG = 2048            # BentoML's own default for its workers' sockets
 

@@ -32,7 +32,7 @@ from components.core.paths import BIN, PROJECT_DIR
 from components.core.ports import free_port
 from components.deployment.postgres import PostgresServer, start_postgres
 from components.deployment.prefork import STATE_FILE
-from components.deployment.service_process import LocalServer, wait_ready
+from components.deployment.service_process import LocalServer, serve_command, wait_ready
 from components.feedback.store import FeedbackStore, store_url
 from components.serving.auth import service_token
 
@@ -210,8 +210,8 @@ def serve(params: Params, port: int | None = None) -> None:
     if params.serving.workers == 1:
         os.chdir(PROJECT_DIR)
         os.environ["INTEREST_PARAMS"] = str(params.root / "params.yaml")
-        bentoml = str(BIN / "bentoml")
-        os.execv(bentoml, [bentoml, "serve", "bento.service:InterestService", "--port", str(port)])
+        command = serve_command(port)
+        os.execv(command[0], command)
     cluster = start_cluster(params, port)
     signal.signal(signal.SIGTERM, lambda *_: cluster.request_stop())
     try:

@@ -17,6 +17,13 @@ from components.core.errors import InterestError
 from components.core.paths import BIN, PROJECT_DIR
 from components.core.ports import free_port
 
+SERVICE = "bento.service:InterestService"   # the BentoML service, as `bentoml serve` and the launcher import it
+
+
+def serve_command(port: int) -> list[str]:
+    """`bentoml serve` of the project's service on `port`: one process, its own workers' parent."""
+    return [str(BIN / "bentoml"), "serve", SERVICE, "--port", str(port)]
+
 
 @dataclass
 class LocalServer:
@@ -64,8 +71,7 @@ def start_server(env: dict[str, str], log: Path, startup_seconds: float, port: i
     return once it is ready."""
     port = port or free_port()
     with open(log, "a") as out:
-        proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "bento.service:InterestService", "--port", str(port),
-                                 "--host", "127.0.0.1"], cwd=PROJECT_DIR, env=env, stdout=out,
+        proc = subprocess.Popen([*serve_command(port), "--host", "127.0.0.1"], cwd=PROJECT_DIR, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     server = LocalServer(f"http://127.0.0.1:{port}", proc, log)
     try:
