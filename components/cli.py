@@ -342,7 +342,7 @@ def bench_seeds(params: Optional[Path] = ParamsOpt) -> None:
     and coldstart.seed; each in benchmark.seeds_dir/<seed>), then print every figure as mean ± sd
     over the seeds, PARAMS' own run included (run it first). Writes benchmark.seeds_metrics_file."""
     from components.core.config.loader import default_params_path, load_params
-    from components.evaluation.seeds import seed_runs, seeds_summary, seeds_table
+    from components.benches.seeds import seed_runs, seeds_summary, seeds_table
     p = _params(params)
     runs = seed_runs(p, params or default_params_path())
     for run in runs[1:]:
@@ -377,7 +377,7 @@ def bench_peers(params: Optional[Path] = ParamsOpt) -> None:
     their test figures (masked) next to ours and the published ones. Needs the peers' virtualenv
     (`make bench-peers` installs it) and our model evaluated on the same split, in the published
     setting (split.cold_item_fraction 0). Writes benchmark.peers.metrics_file and benchmark.peers.plot."""
-    from components.evaluation.peers import bench_peers as run, peers_table
+    from components.benches.peers import bench_peers as run, peers_table
     typer.echo(peers_table(run(_params(params))))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from components.core.config.loader import derive_params, load_params
 from components.core.config.schema import Params
 from components.core.io import write_json
-from components.evaluation.seeds import spread
+from components.benches.seeds import spread
 from components.pipeline import run_step, select_steps
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from components.core.config.loader import load_params
 from components.core.errors import ConfigError, InterestError
 from components.core.io import read_json
 from components.data.split import load_split
-from components.evaluation.peers import bench_peers, peers_table, run_peer, shopper_sequences, write_atomic
+from components.benches.peers import bench_peers, peers_table, run_peer, shopper_sequences, write_atomic
 from components.pipeline import run_step
 from tests.conftest import write_params
 

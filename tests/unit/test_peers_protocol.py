@@ -11,7 +11,7 @@ import torch
 from components.core.config.loader import load_params
 from components.core.errors import InterestError
 from components.data.split import build_item_index, leave_one_out
-from components.evaluation.peers import peer_test_figures
+from components.benches.peers import peer_test_figures
 from components.models.baselines import fit_baselines
 from components.models.fusion import FusionScorer, fused_scorers, zscore_rows
 from components.models.interest_model import InterestModel, InterestModelConfig

@@ -7,7 +7,7 @@ import pytest
 
 from components.core.config.loader import load_params
 from components.core.errors import InterestError
-from components.evaluation.seeds import seed_runs, seeds_summary, seeds_table
+from components.benches.seeds import seed_runs, seeds_summary, seeds_table
 from tests.conftest import write_params
 
 
