@@ -111,10 +111,9 @@ class SentimentClassifier(torch.nn.Module):
         return layers
 
     @torch.no_grad()   # not inference_mode: its tensors cannot enter the autograd of the top layers
-    @torch.no_grad()
     def frozen(self, texts: Sequence[str]) -> FrozenBatch:
         """The input of the first trainable layer (after freeze_below): the embeddings and the
-        frozen layers alone, without the autograd graph, since they never change."""
+        frozen layers alone; the trainable ones above them are not run."""
         batch = self.tokens(texts)
         hidden = self.body.embeddings(input_ids=batch["input_ids"])
         layers = self.layers()
