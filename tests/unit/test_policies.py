@@ -75,3 +75,16 @@ def test_thompson_without_feedback_follows_the_scores_and_feedback_moves_it():
     shown = np.where(np.arange(len(SCORES)) == 4, 40.0, 0.0)
     learnt = Thompson(clicked, shown, prior_rate=0.1, prior_shows=20.0, temperature=1.0, pool=5, grid=1024)
     assert np.argmax(prob_highest(*learnt.posterior(SCORES, pool), grid=1024)) == list(pool).index(4)
+
+
+def test_probability_of_being_highest_matches_draws_for_a_served_pool():
+    """A pool as served (50 items on 512 cells): the wide posteriors of little feedback and the
+    narrow ones of much, priors from the scores."""
+    rng = np.random.default_rng(3)
+    shows = rng.integers(0, 400, 50)
+    mean = 0.05 * np.exp(np.sort(rng.normal(0.0, 1.0, 50)) - 1.5)
+    clicks = rng.binomial(shows, 0.04)
+    alpha, beta = 100 * mean + clicks, 100 * (1 - mean) + shows - clicks
+    p, n = prob_highest(alpha, beta, grid=512), 200_000
+    frequency = np.bincount(rng.beta(alpha, beta, size=(n, 50)).argmax(1), minlength=50) / n
+    assert all(close(f, q, n) for f, q in zip(frequency, p)), np.abs(frequency - p).max()
