@@ -15,7 +15,7 @@ import pandas as pd
 
 from components.core.config.schema import EmbedParams, Params
 from components.core.device import select_device
-from components.core.io import read_json, read_parquet, write_json, write_npy
+from components.core.io import read_json, read_parquet, write_json, write_npy, write_parquet
 from components.data.split import load_split
 from components.data.validate import validated_paths
 from components.features.text_encoder import load_text_encoder
@@ -46,40 +46,85 @@ def item_texts(items: pd.DataFrame, fields: list[str], max_chars: int) -> list[s
 
 def embedding_paths(params: Params) -> dict[str, Path]:
     out = params.path(params.embed.out_dir)
-    return {"matrix": out / "items.npy", "meta": out / "meta.json"}
+    return {"matrix": out / "items.npy", "meta": out / "meta.json", "digests": out / "text_digests.parquet"}
+
+
+def text_digests(texts: list[str]) -> list[str]:
+    return [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+
+
+def previous_vectors(params: Params) -> dict[str, np.ndarray]:
+    """The last run's vector of each text it embedded (by the text's digest), when that run used
+    the same encoder and input length: a retraining finds most of the catalogue unchanged, and
+    encoding is the step's whole cost. A fresh folder (`dvc repro` empties it) encodes everything."""
+    paths = embedding_paths(params)
+    if not all(path.is_file() for path in paths.values()):
+        return {}
+    meta = read_json(paths["meta"])
+    if (meta.get("encoder"), meta.get("max_tokens")) != (params.embed.encoder, params.embed.max_tokens):
+        return {}
+    matrix, digests = np.load(paths["matrix"]), read_parquet(paths["digests"])
+    return dict(zip(digests["sha256"], matrix[digests["item_idx"].to_numpy()]))
 
 
 def load_item_embeddings(params: Params) -> np.ndarray:
     return np.load(embedding_paths(params)["matrix"])
 
 
-def embed_catalogue(item_index: pd.DataFrame, items: pd.DataFrame, cfg: EmbedParams) -> tuple[np.ndarray, list[str]]:
-    """[n_items + 1, dim] unit vectors for every catalogue item, ordered by item_idx."""
+@dataclass(frozen=True)
+class EmbeddedCatalogue:
+    matrix: np.ndarray          # [n_items + 1, dim], row = item_idx, row 0 zero
+    item_idx: np.ndarray        # the catalogue's item_idx, in the order of texts
+    texts: list[str]
+    encoded: int                # texts that went through the encoder (the rest were reused)
+
+
+def embed_catalogue(item_index: pd.DataFrame, items: pd.DataFrame, cfg: EmbedParams,
+                    reuse: dict[str, np.ndarray] | None = None) -> EmbeddedCatalogue:
+    """Unit vectors for every catalogue item, ordered by item_idx; a text found in `reuse` (by
+    digest) keeps its vector instead of being encoded again."""
     catalogue = item_index.merge(items, on="item", how="left").sort_values("item_idx")
     texts = item_texts(catalogue, list(cfg.fields), cfg.max_chars)
     missing = sum(1 for t in texts if not t)
     if missing:
         log.warning("%d of %d items have no text; they get the encoder's empty-text vector", missing, len(texts))
-    encoder = load_text_encoder(cfg.encoder, select_device(cfg.device), cfg.max_tokens)
-    vectors = encoder.encode(texts, cfg.batch_size, progress=True)
-    matrix = np.zeros((len(texts) + 1, vectors.shape[1]), dtype=np.float32)
-    matrix[catalogue["item_idx"].to_numpy()] = vectors
-    return matrix, texts
+    reuse = reuse or {}
+    digests = text_digests(texts)
+    new = [i for i, d in enumerate(digests) if d not in reuse]
+    encoded = None
+    if new:
+        encoder = load_text_encoder(cfg.encoder, select_device(cfg.device), cfg.max_tokens)
+        encoded = encoder.encode([texts[i] for i in new], cfg.batch_size, progress=True)
+    dim = encoded.shape[1] if encoded is not None else len(next(iter(reuse.values())))
+    vectors = np.empty((len(texts), dim), dtype=np.float32)
+    if encoded is not None:
+        vectors[new] = encoded
+    kept = np.setdiff1d(np.arange(len(texts)), new)
+    if len(kept):
+        vectors[kept] = np.stack([reuse[digests[i]] for i in kept])
+    item_idx = catalogue["item_idx"].to_numpy()
+    matrix = np.zeros((len(texts) + 1, dim), dtype=np.float32)
+    matrix[item_idx] = vectors
+    return EmbeddedCatalogue(matrix, item_idx, texts, len(new))
 
 
 def run(params: Params) -> dict:
     """Pipeline step `embed`: every catalogue item's text embedding, row = item_idx."""
     split = load_split(params)
-    matrix, texts = embed_catalogue(split.item_index, read_parquet(validated_paths(params)["items"]), params.embed)
+    done = embed_catalogue(split.item_index, read_parquet(validated_paths(params)["items"]), params.embed,
+                           previous_vectors(params))
     paths = embedding_paths(params)
-    write_npy(matrix, paths["matrix"])
+    write_npy(done.matrix, paths["matrix"])
+    write_parquet(pd.DataFrame({"item_idx": done.item_idx, "sha256": text_digests(done.texts)}), paths["digests"])
     meta = {
-        "encoder": params.embed.encoder, "dim": int(matrix.shape[1]), "items": len(texts),
-        "texts_sha256": hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest(),
-        "empty_texts": sum(1 for t in texts if not t),
+        "encoder": params.embed.encoder, "max_tokens": params.embed.max_tokens, "dim": int(done.matrix.shape[1]),
+        "items": len(done.texts), "texts_sha256": hashlib.sha256("\n".join(done.texts).encode("utf-8")).hexdigest(),
+        "empty_texts": sum(1 for t in done.texts if not t), "encoded": done.encoded,
+        "reused": len(done.texts) - done.encoded,
     }
     write_json(meta, paths["meta"])
-    log.info("embedded %d items with %s (dim %d)", len(texts), params.embed.encoder, meta["dim"])
+    log.info("embedded %d items with %s (dim %d): %d encoded, %d unchanged texts reused from the last run",
+             len(done.texts), params.embed.encoder, meta["dim"], done.encoded, meta["reused"])
     return meta
 
 
