@@ -25,6 +25,9 @@ def engagements(items: list[str], users: list[str]) -> pd.DataFrame:
 
 def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_sample, tmp_path):
     params = load_params(served_sample.root / "params.yaml", environ={})
+    # a side's texts as many as the window's 400 rows (the product caps at 1,000): Evidently draws a
+    # t-SNE map of every row compared, most of the test's time
+    monitor = params.monitor.model_copy(update={"text_drift_rows": 400})
     recommender = load_recommender(served_sample)
     histories = recommender.bundle.histories()
     rng = np.random.default_rng(0)
@@ -37,8 +40,8 @@ def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_s
     no_slates = pd.DataFrame({"items": pd.Series([], dtype=object)})
 
     calm_window, surge_window = (Feedback(engagements(items, users), no_slates) for items in (ordinary, surge))
-    calm = drift_reports(recommender, calm_window, None, params.monitor, tmp_path, "calm")
-    stormy = drift_reports(recommender, surge_window, None, params.monitor, tmp_path, "surge")
+    calm = drift_reports(recommender, calm_window, None, monitor, tmp_path, "calm")
+    stormy = drift_reports(recommender, surge_window, None, monitor, tmp_path, "surge")
     calm_views, stormy_views = ({v["view"]: v for v in r["views"]} for r in (calm, stormy))
     assert calm_views["items"]["drifted"] is False and stormy_views["items"]["drifted"] is True
     assert stormy_views["texts"]["drifted"] is True and stormy_views["texts"]["drift_score"] > calm_views["texts"]["drift_score"]
@@ -49,8 +52,8 @@ def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_s
     assert "surge" in index and "calm" in index and "<b>drift</b>" in index
 
     again = drift_reports(recommender, Feedback(engagements(surge[::-1], users), no_slates), ("surge", surge_window),
-                          params.monitor, tmp_path, "surge-again")
-    after = drift_reports(recommender, calm_window, ("surge", surge_window), params.monitor, tmp_path, "after")
+                          monitor, tmp_path, "surge-again")
+    after = drift_reports(recommender, calm_window, ("surge", surge_window), monitor, tmp_path, "after")
     assert again["reference"] == after["reference"] == "window surge"
     assert again["drifted"] is False and after["drifted"] is True
     assert {v["view"]: v["drifted"] for v in again["training_views"]}["items"] is True   # the surge, against training
