@@ -79,6 +79,11 @@ def frozen_macro_f1(model: SentimentClassifier, frozen: list[FrozenBatch], batch
     return figures(labels, predicted, LABELS)["macro_f1"]
 
 
+def mixed_precision(cfg: SentimentParams, device: torch.device) -> torch.autocast:
+    """bfloat16 autocast when reviews.sentiment.bf16 is on (the weights and optimiser stay float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+
 def fine_tune(train: pd.DataFrame, valid: pd.DataFrame, cfg: SentimentParams,
               device: torch.device) -> tuple[SentimentClassifier, list[dict]]:
     """The classifier at its best valid epoch, and each epoch's loss, valid macro-F1 and seconds."""
@@ -100,9 +105,10 @@ def fine_tune(train: pd.DataFrame, valid: pd.DataFrame, cfg: SentimentParams,
         loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
         rng = np.random.default_rng(cfg.seed)
         batches = length_batches(texts, cfg.batch_size)
-        frozen = frozen_batches(model, texts, batches, "frozen layers")
         valid_batches = length_batches(valid_texts, cfg.eval_batch_size)
-        valid_frozen = frozen_batches(model, valid_texts, valid_batches, "frozen layers (valid)")
+        with mixed_precision(cfg, device):
+            frozen = frozen_batches(model, texts, batches, "frozen layers")
+            valid_frozen = frozen_batches(model, valid_texts, valid_batches, "frozen layers (valid)")
         history, best, best_state = [], -1.0, None
         for epoch in range(1, cfg.epochs + 1):
             start, total = time.perf_counter(), 0.0
@@ -110,13 +116,15 @@ def fine_tune(train: pd.DataFrame, valid: pd.DataFrame, cfg: SentimentParams,
             for b in tqdm(rng.permutation(len(batches)), desc=f"sentiment epoch {epoch}", unit="batch",
                           mininterval=5):
                 idx = batches[b]
-                loss = loss_fn(model.forward_top(frozen[b]), torch.as_tensor(targets[idx], device=device))
+                with mixed_precision(cfg, device):   # a step's forward alone: autocast caches its weight casts
+                    loss = loss_fn(model.forward_top(frozen[b]), torch.as_tensor(targets[idx], device=device))
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 schedule.step()
                 total += loss.item() * len(idx)
-            f1 = frozen_macro_f1(model, valid_frozen, valid_batches, valid_labels)
+            with mixed_precision(cfg, device):
+                f1 = frozen_macro_f1(model, valid_frozen, valid_batches, valid_labels)
             history.append({"epoch": epoch, "loss": round(total / len(texts), 6), "valid_macro_f1": f1,
                             "seconds": round(time.perf_counter() - start, 1)})
             log.info("sentiment epoch %d: loss %.4f, valid macro-F1 %.4f", epoch, total / len(texts), f1)

@@ -336,6 +336,7 @@ class SentimentParams(Section):
     alpha: float = Field(gt=0, lt=1)
     seed: int
     device: str
+    bf16: bool
     model_file: Path
     metrics_file: Path
 
