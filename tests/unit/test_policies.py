@@ -77,11 +77,12 @@ def test_thompson_without_feedback_follows_the_scores_and_feedback_moves_it():
     assert np.argmax(prob_highest(*learnt.posterior(SCORES, pool), grid=1024)) == list(pool).index(4)
 
 
-def test_probability_of_being_highest_matches_draws_for_a_served_pool():
-    """A pool as served (50 items on 512 cells): the wide posteriors of little feedback and the
-    narrow ones of much, priors from the scores."""
+@pytest.mark.parametrize("most_shows", [400, 100_000])
+def test_probability_of_being_highest_matches_draws_for_a_served_pool(most_shows):
+    """A pool as served (50 items on 512 cells, priors from the scores): with little feedback the
+    posteriors are wide, with much of it (an item shown for months) narrower than a cell of (0, 1)."""
     rng = np.random.default_rng(3)
-    shows = rng.integers(0, 400, 50)
+    shows = rng.integers(0, most_shows, 50)
     mean = 0.05 * np.exp(np.sort(rng.normal(0.0, 1.0, 50)) - 1.5)
     clicks = rng.binomial(shows, 0.04)
     alpha, beta = 100 * mean + clicks, 100 * (1 - mean) + shows - clicks
