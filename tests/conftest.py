@@ -91,20 +91,22 @@ def prepared_sample(tmp_path_factory, mirror_dir: Path) -> Params:
 
 
 def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
-    """A params copy that reads the prepared sample's inputs and writes models and reports under dest."""
+    """A params copy that reads the prepared sample's inputs and writes models and reports under
+    dest; overrides are merged in key by key (one may point an input elsewhere)."""
     p = prepared
-    return write_params(
-        dest,
-        data={"sample_users": p.data.sample_users},
-        split={"out_dir": str(p.path(p.split.out_dir))},
-        embed={"out_dir": str(p.path(p.embed.out_dir))},
-        validate={"out_dir": str(p.path(p.validation.out_dir)),
-                  "expectations_dir": str(p.path(p.validation.expectations_dir))},
-        benchmark={"published_file": str(ROOT / "benchmarks" / "published.json")},
+    sections = {
+        "data": {"sample_users": p.data.sample_users},
+        "split": {"out_dir": str(p.path(p.split.out_dir))},
+        "embed": {"out_dir": str(p.path(p.embed.out_dir))},
+        "validate": {"out_dir": str(p.path(p.validation.out_dir)),
+                     "expectations_dir": str(p.path(p.validation.expectations_dir))},
+        "benchmark": {"published_file": str(ROOT / "benchmarks" / "published.json")},
         # 8 epochs (a dozen steps each on 400 shoppers): the first two leave the model at chance level,
         # and a sample's valid figures are too noisy for the project's patience to stop on
-        **{"train": {"epochs": 8, "patience": 8, "max_minutes": 0}, **overrides},
-    )
+        "train": {"epochs": 8, "patience": 8, "max_minutes": 0},
+    }
+    merge_overrides(sections, overrides)
+    return write_params(dest, **sections)
 
 
 @pytest.fixture(scope="session")

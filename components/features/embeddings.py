@@ -53,18 +53,18 @@ def text_digests(texts: list[str]) -> list[str]:
     return [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
 
 
-def previous_vectors(params: Params) -> dict[str, np.ndarray]:
+def previous_vectors(params: Params, encoder_sha256: str) -> dict[str, np.ndarray]:
     """The last run's vector of each text it embedded (by the text's digest), when that run used
-    the same encoder and input length: a retraining finds most of the catalogue unchanged, and
-    encoding is the step's whole cost. A fresh folder (`dvc repro` empties it) encodes everything."""
+    the same encoder (its encoder_fingerprint) and input length: a retraining finds most of the
+    catalogue unchanged, and encoding is the step's whole cost. A fresh folder (`dvc repro`
+    empties it) encodes everything."""
     paths = embedding_paths(params)
     if not all(path.is_file() for path in paths.values()):
         return {}
     meta = read_json(paths["meta"])
-    if (meta.get("encoder_sha256"), meta.get("max_tokens")) != (encoder_fingerprint(params.embed.encoder),
-                                                                 params.embed.max_tokens):
+    if (meta.get("encoder_sha256"), meta.get("max_tokens")) != (encoder_sha256, params.embed.max_tokens):
         return {}
-    matrix, digests = np.load(paths["matrix"]), read_parquet(paths["digests"])
+    matrix, digests = load_item_embeddings(params), read_parquet(paths["digests"])
     return dict(zip(digests["sha256"], matrix[digests["item_idx"].to_numpy()]))
 
 
@@ -77,6 +77,7 @@ class EmbeddedCatalogue:
     matrix: np.ndarray          # [n_items + 1, dim], row = item_idx, row 0 zero
     item_idx: np.ndarray        # the catalogue's item_idx, in the order of texts
     texts: list[str]
+    digests: list[str]          # text_digests(texts)
     encoded: int                # texts that went through the encoder (the rest were reused)
 
 
@@ -106,20 +107,21 @@ def embed_catalogue(item_index: pd.DataFrame, items: pd.DataFrame, cfg: EmbedPar
     item_idx = catalogue["item_idx"].to_numpy()
     matrix = np.zeros((len(texts) + 1, dim), dtype=np.float32)
     matrix[item_idx] = vectors
-    return EmbeddedCatalogue(matrix, item_idx, texts, len(new))
+    return EmbeddedCatalogue(matrix, item_idx, texts, digests, len(new))
 
 
 def run(params: Params) -> dict:
     """Pipeline step `embed`: every catalogue item's text embedding, row = item_idx."""
     split = load_split(params)
+    encoder_sha256 = encoder_fingerprint(params.embed.encoder)
     done = embed_catalogue(split.item_index, read_parquet(validated_paths(params)["items"]), params.embed,
-                           previous_vectors(params))
+                           previous_vectors(params, encoder_sha256))
     paths = embedding_paths(params)
     paths["meta"].unlink(missing_ok=True)   # written last: a run cut short leaves nothing to reuse
     write_npy(done.matrix, paths["matrix"])
-    write_parquet(pd.DataFrame({"item_idx": done.item_idx, "sha256": text_digests(done.texts)}), paths["digests"])
+    write_parquet(pd.DataFrame({"item_idx": done.item_idx, "sha256": done.digests}), paths["digests"])
     meta = {
-        "encoder": params.embed.encoder, "encoder_sha256": encoder_fingerprint(params.embed.encoder),
+        "encoder": params.embed.encoder, "encoder_sha256": encoder_sha256,
         "max_tokens": params.embed.max_tokens, "dim": int(done.matrix.shape[1]),
         "items": len(done.texts), "texts_sha256": hashlib.sha256("\n".join(done.texts).encode("utf-8")).hexdigest(),
         "empty_texts": sum(1 for t in done.texts if not t), "encoded": done.encoded,

@@ -12,9 +12,9 @@ from components.core.device import select_device
 from components.core.io import read_parquet, write_parquet
 from components.data.validate import validated_paths
 from components.features.embeddings import item_texts, load_item_embeddings, previous_vectors
-from components.features.text_encoder import load_text_encoder
+from components.features.text_encoder import encoder_fingerprint, load_text_encoder
 from components.pipeline import run_step
-from tests.conftest import write_params
+from tests.conftest import derived_params, write_params
 
 pytestmark = pytest.mark.model
 
@@ -23,10 +23,8 @@ def test_a_second_run_encodes_only_the_text_that_changed(prepared_sample, tmp_pa
     p = prepared_sample
     shutil.copytree(p.path(p.embed.out_dir), tmp_path / "embeddings")
     shutil.copytree(p.path(p.validation.out_dir), tmp_path / "validated")
-    params = load_params(write_params(tmp_path, data={"sample_users": p.data.sample_users},
-                                      split={"out_dir": str(p.path(p.split.out_dir))},
-                                      validate={"out_dir": str(tmp_path / "validated")},
-                                      embed={"out_dir": str(tmp_path / "embeddings")}), environ={})
+    params = load_params(derived_params(p, tmp_path, validate={"out_dir": str(tmp_path / "validated")},
+                                        embed={"out_dir": str(tmp_path / "embeddings")}), environ={})
     before = load_item_embeddings(p)
 
     again = run_step("embed", params)
@@ -48,4 +46,6 @@ def test_a_second_run_encodes_only_the_text_that_changed(prepared_sample, tmp_pa
 
     shorter = load_params(write_params(tmp_path / "shorter", embed={"out_dir": str(tmp_path / "embeddings"),
                                                                      "max_tokens": 64}), environ={})
-    assert previous_vectors(params) and previous_vectors(shorter) == {}
+    same = encoder_fingerprint(params.embed.encoder)
+    assert previous_vectors(params, same) and previous_vectors(shorter, same) == {}
+    assert previous_vectors(params, "other weights") == {}
