@@ -69,7 +69,7 @@ bench-quality: $(STAMP)  ## evaluate on the full data (dvc repro evaluate) and p
 
 PUBLISHED_DIR ?= runs/published
 bench-quality-published: $(STAMP)  ## the published setting (no cold-item hold-out) on full Beauty in runs/published, the peers' protocol and the deployed rows, then every seed (bench-seeds)
-	$(BIN)/interest params-for $(PUBLISHED_DIR) --set split.cold_item_fraction=0
+	$(BIN)/interest params-for $(PUBLISHED_DIR) --set split.cold_item_fraction=0 --set train.warm_start=false
 	$(BIN)/interest run --to evaluate --params $(PUBLISHED_DIR)/params.yaml
 	cp $(PUBLISHED_DIR)/metrics/ranking.json metrics/ranking_published_setting.json
 	cp $(PUBLISHED_DIR)/metrics/train.json metrics/train_published_setting.json
@@ -103,7 +103,7 @@ bench-peers: $(STAMP) $(PEERS_STAMP)  ## RecBole's SASRec (CE) and FEARec on the
 
 SCIENTIFIC_DIR ?= runs/scientific
 bench-coldstart-scientific: $(STAMP)  ## cold-start and zero-shot figures on Amazon Scientific 2018 (run in runs/scientific)
-	$(BIN)/interest params-for $(SCIENTIFIC_DIR) --dataset Scientific
+	$(BIN)/interest params-for $(SCIENTIFIC_DIR) --dataset Scientific --set train.warm_start=false
 	$(BIN)/interest run --to evaluate --params $(SCIENTIFIC_DIR)/params.yaml
 	$(BIN)/interest run evaluate_cold --params $(SCIENTIFIC_DIR)/params.yaml
 	cp $(SCIENTIFIC_DIR)/metrics/cold_start.json metrics/cold_start_scientific.json

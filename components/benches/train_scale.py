@@ -32,7 +32,7 @@ def _run(params: Params, params_file: Path, processes: int, seed: int) -> dict:
     copy = load_params(derive_params(params_file, folder, {
         "split": {"out_dir": str(params.path(params.split.out_dir))},     # the source's inputs, not new ones
         "embed": {"out_dir": str(params.path(params.embed.out_dir))},
-        "train": {"processes": processes, "seed": seed}}))
+        "train": {"processes": processes, "seed": seed, "warm_start": False}}))   # a figure of a fresh training
     started = time.monotonic()
     summary = run_step("train", copy)
     wall = time.monotonic() - started

@@ -3,10 +3,14 @@
 Protocol of the SASRec / S3-Rec papers: each user's last item is the test target, the second
 last the validation target, the rest is training. On top, a fraction of items is held out as
 "cold": their interactions never reach train or valid, and test cases whose target is a cold
-item measure recommendations for products the model has never seen.
+item measure recommendations for products the model has never seen. Which items are held out
+depends on each item's id alone (a seeded hash), not on the rest of the catalogue: a data version
+with more products holds out the same ones as the version before, so a model retrained on it
+(from the one before, train.warm_start) and the production model hold out the same products.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,14 +43,20 @@ class Split:
                              "target_is_cold": cases["target_is_cold"].to_numpy(bool)})
 
 
+def held_out_by_hash(items: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """bool per item id: the item's seeded hash, read as a number in [0, 1), is below fraction.
+    Each item is drawn on its own, so about that fraction is held out, and the same items in
+    every catalogue that holds them."""
+    draws = b"".join(hashlib.blake2b(item.encode(), digest_size=8, key=str(seed).encode()).digest() for item in items)
+    return np.frombuffer(draws, dtype=">u8") / 2.0 ** 64 < fraction
+
+
 def build_item_index(items: pd.DataFrame, interactions: pd.DataFrame, cold_fraction: float,
                      seed: int) -> pd.DataFrame:
     ids = np.sort(pd.concat([items["item"], interactions["item"]]).dropna().unique().astype(str))
     index = pd.DataFrame({"item": ids, "item_idx": np.arange(1, len(ids) + 1, dtype=np.int64)})
-    seen = np.sort(interactions["item"].dropna().unique().astype(str))
-    n_cold = int(round(cold_fraction * len(seen)))
-    cold = set(np.random.default_rng(seed).choice(seen, size=n_cold, replace=False)) if n_cold else set()
-    index["is_cold"] = index["item"].isin(cold)
+    seen = index["item"].isin(set(interactions["item"].dropna().astype(str)))   # only items with interactions
+    index["is_cold"] = seen.to_numpy() & held_out_by_hash(ids, cold_fraction, seed)
     return index
 
 

@@ -8,7 +8,9 @@ of its histories; a target it does not know is a miss). The candidate is promote
 neither its NDCG@10 nor its Recall@10 on cases whose target is a new (cold) product is worse than
 production's beyond the relative tolerances in gate.* (new products pass too when they reach
 gate.cold_warm_floor of the candidate's own warm-target Recall@10: a production version that
-over-exposes new products at warm items' expense must not lock better models out), nor, where the feedback store holds logged
+over-exposes new products at warm items' expense must not lock better models out, or when
+production's lead on them is within the noise of their few cases: a paired bootstrap, one-sided
+p above gate.alpha), nor, where the feedback store holds logged
 slates that cover both versions' slates, its off-policy clicks per shown item (SNIPS,
 components.evaluation.off_policy); with no production version yet, the first
 candidate is promoted. The decision and every figure go to gate.metrics_file and to the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +39,7 @@ from components.feedback.store import open_store
 from components.registry.promotion import production_tag, promote
 from components.registry.store import model_store, without_none
 from components.evaluation.off_policy import slate_snips
+from components.evaluation.significance import paired_lead_p
 from components.feedback.events import CLICK
 from components.serving.policies import GREEDY
 from components.serving.recommender import Recommender, load_recommender
@@ -57,18 +61,29 @@ def held_out_cases(params: Params) -> tuple[pd.DataFrame, int]:
     return (cases.head(params.gate.cases) if params.gate.cases else cases), int(from_feedback.sum())
 
 
-def figures(recommender: Recommender, cases: pd.DataFrame, params: Params) -> dict[str, float]:
-    """NDCG@10 over all cases and Recall@10 over cold- and warm-target cases, as `evaluate` ranks them."""
+@dataclass(frozen=True)
+class CaseResults:
+    """One version's results on the gate's cases, case by case (paired with the other version's)."""
+    ndcg: np.ndarray      # NDCG@10 per case
+    recall: np.ndarray    # Recall@10 per case (hit or miss)
+    cold: np.ndarray      # bool: the target is a new product
+
+    def figures(self) -> dict[str, float | int | None]:
+        """NDCG@10 over all cases and Recall@10 over cold- and warm-target cases."""
+        cold = self.cold
+        return {f"ndcg@{K}": round(float(self.ndcg.mean()), 6),
+                f"cold_recall@{K}": round(float(self.recall[cold].mean()), 6) if cold.any() else None,
+                f"warm_recall@{K}": round(float(self.recall[~cold].mean()), 6) if (~cold).any() else None,
+                "cases": int(len(cold)), "cold_cases": int(cold.sum())}
+
+
+def case_results(recommender: Recommender, cases: pd.DataFrame, params: Params) -> CaseResults:
+    """The version's rank of every case's target, as `evaluate` ranks them."""
     histories = [recommender.known_indices(h) for h in cases["history"]]
     targets = np.array([(recommender.known_indices([t]) or [0])[0] for t in cases["target"]])   # 0 ranks last: a miss
     ranks = rank_cases(recommender, histories, targets, params.evaluate)[HEADLINE_PROTOCOL].ranks
     per_case = case_metrics(ranks, [K])
-    cold = cases["target_is_cold"].to_numpy()
-    recall = per_case[f"recall@{K}"]
-    return {f"ndcg@{K}": round(float(per_case[f"ndcg@{K}"].mean()), 6),
-            f"cold_recall@{K}": round(float(recall[cold].mean()), 6) if cold.any() else None,
-            f"warm_recall@{K}": round(float(recall[~cold].mean()), 6) if (~cold).any() else None,
-            "cases": int(len(cases)), "cold_cases": int(cold.sum())}
+    return CaseResults(per_case[f"ndcg@{K}"], per_case[f"recall@{K}"], cases["target_is_cold"].to_numpy(bool))
 
 
 def _logged_impressions(slates: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -107,21 +122,27 @@ def off_policy(params: Params, versions: dict[str, Recommender]) -> dict[str, An
     return out
 
 
-def not_worse(candidate: dict, production: dict, params: Params) -> tuple[bool, list[str]]:
+def not_worse(candidate_cases: CaseResults, production_cases: CaseResults, params: Params) -> tuple[bool, list[str]]:
     """Whether the candidate passes, and the reasons when it does not."""
+    candidate, production, cfg = candidate_cases.figures(), production_cases.figures(), params.gate
     reasons = []
-    for key, tolerance in ((f"ndcg@{K}", params.gate.ndcg_tolerance), (f"cold_recall@{K}", params.gate.cold_recall_tolerance)):
+    for key, tolerance in ((f"ndcg@{K}", cfg.ndcg_tolerance), (f"cold_recall@{K}", cfg.cold_recall_tolerance)):
         if candidate[key] is None or production[key] is None:
             continue
         floor = production[key] * (1 - tolerance)
         if candidate[key] >= floor:
             continue
         reason = f"{key} {candidate[key]:.4f} < {floor:.4f} (production {production[key]:.4f} less {tolerance:.0%})"
-        if key == f"cold_recall@{K}" and (warm := candidate[f"warm_recall@{K}"]):
-            own_floor = params.gate.cold_warm_floor * warm
-            if candidate[key] >= own_floor:
+        if key == f"cold_recall@{K}":
+            if (warm := candidate[f"warm_recall@{K}"]) and candidate[key] >= (own_floor := cfg.cold_warm_floor * warm):
                 continue
-            reason += f" and < {own_floor:.4f} ({params.gate.cold_warm_floor:.0%} of its warm-target {warm:.4f})"
+            cold = production_cases.cold
+            p = paired_lead_p(production_cases.recall[cold], candidate_cases.recall[cold], cfg.bootstrap, cfg.seed)
+            if p > cfg.alpha:
+                log.info("gate: production's lead on new products is within noise (%d cases, p %.2f)", cold.sum(), p)
+                continue
+            reason += (f" and < {own_floor:.4f} ({cfg.cold_warm_floor:.0%} of its warm-target {warm:.4f})" if warm else "") + \
+                f", beyond the noise of {cold.sum()} cases (paired bootstrap p {p:.3f})"
         reasons.append(reason)
     return not reasons, reasons
 
@@ -155,13 +176,14 @@ def gate(params: Params) -> dict[str, Any]:
         versions = {"candidate": load_recommender(params, candidate_tag)}
         if production is not None:
             versions["production"] = load_recommender(params, production)
-        for name, version in versions.items():
-            decision[f"{name}_figures"] = figures(version, cases, params)
+        results = {name: case_results(version, cases, params) for name, version in versions.items()}
+        for name, result in results.items():
+            decision[f"{name}_figures"] = result.figures()
         decision["off_policy"] = off_policy(params, versions)
         if production is None:
             decision.update(decision=PROMOTED, reasons=["no production version yet"])
         else:
-            passed, reasons = not_worse(decision["candidate_figures"], decision["production_figures"], params)
+            passed, reasons = not_worse(results["candidate"], results["production"], params)
             reasons += off_policy_worse(decision["off_policy"], params)
             decision.update(decision=PROMOTED if not reasons else REFUSED, reasons=reasons)
         _record_on_candidate(params, candidate_tag, decision)

@@ -35,19 +35,24 @@ def final_cold_model_path(params: Params) -> Path:
     return params.path(params.coldstart.final_model_file)
 
 
-def save_checkpoint(path: Path, model: InterestModel, item_index: pd.DataFrame, meta: dict) -> Path:
+def save_checkpoint(path: Path, model: InterestModel, item_index: pd.DataFrame, meta: dict,
+                    train_rows: torch.Tensor | None = None) -> Path:
+    """train_rows: what the model trained on (training/warm_start.py's hashes), for the model a
+    retraining may start from."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "config": model.cfg.to_dict(),
         "state_dict": state,
         "items": item_index.sort_values("item_idx")["item"].tolist(),
         "meta": meta,
+        **({"train_rows": train_rows} if train_rows is not None else {}),
     }
     return write_torch(payload, path)
 
 
 def load_checkpoint(path: Path, device: torch.device | None = None) -> tuple[InterestModel, dict]:
-    """The model in eval mode on `device`, and {"items": item ids by item_idx - 1, "meta": ...}."""
+    """The model in eval mode on `device`, and {"items": item ids by item_idx - 1, "meta": ...,
+    "train_rows": the training interactions' hashes, or None}."""
     if not Path(path).is_file():
         raise InterestError(f"no model checkpoint at {path}: run the pipeline up to the step that writes it "
                             "(`interest run --to train`, `interest run --to finetune_cold`, or `dvc repro`)")
@@ -57,4 +62,4 @@ def load_checkpoint(path: Path, device: torch.device | None = None) -> tuple[Int
     model = InterestModel(cfg, text_embeddings=state.get("text"), known_items=state["known"])
     model.load_state_dict(state)
     model.to(device or torch.device("cpu")).eval()
-    return model, {"items": payload["items"], "meta": payload["meta"]}
+    return model, {"items": payload["items"], "meta": payload["meta"], "train_rows": payload.get("train_rows")}

@@ -232,14 +232,20 @@ class InterestModel(nn.Module):
     @torch.inference_mode()
     def score_text_queries(self, query_text: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Catalogue scores for shoppers known only by a statement of interest: each query's text
-        embedding [Q, text_dim] is read as a one-item history through the text path."""
+        embedding [Q, text_dim] is read as a one-item history through the text path, and with the
+        cold-start adapter its text is that history's text profile (the text match), as an item's
+        is for a one-item history: without it a new product's own description ranked it no higher
+        than an unrelated query did (79th and 62nd of 2,680 on the test sample's model; first with it)."""
         if not self.uses_text:
             raise ValueError("mode 'id' has no text path: text queries need mode 'text' or 'id+text'")
         items = self.item_representations() if items is None else items
-        extended = torch.cat([items, self.text_representation(query_text.to(items.device))])
+        query_text = query_text.to(items.device)
+        extended = torch.cat([items, self.text_representation(query_text)])
         seqs = torch.arange(items.shape[0], extended.shape[0], device=items.device).unsqueeze(1)
         h = self.user_states(seqs, extended, last_only=True)[:, -1]
-        scores = h @ items.T   # no text match: its exposure is calibrated for shoppers with a history
+        scores = h @ items.T
+        if self.cfg.adapter_hidden:
+            scores = self.add_text_match(scores, F.normalize(query_text, dim=-1), self.text_only_items())
         scores[:, 0] = float("-inf")
         return scores
 

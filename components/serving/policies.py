@@ -59,6 +59,13 @@ def candidates(scores: np.ndarray, pool: int) -> np.ndarray:
     return chosen[np.argsort(-scores[chosen], kind="stable")]
 
 
+def drawing_pool(scores: np.ndarray, pool: int) -> np.ndarray:
+    """The `pool` best items in item_idx order, for the policies that draw: a draw then lands on
+    an item, not on a rank, so two nearly tied scores (6e-6 apart on the sample) that float
+    rounding orders either way (a batched or a kept row) still give the same slate."""
+    return np.sort(candidates(scores, pool))
+
+
 @dataclass(frozen=True)
 class Greedy:
     name: str = GREEDY
@@ -85,9 +92,10 @@ class EpsilonGreedy:
         items, props = [], []
         while remaining and len(items) < k:
             explore = rng.random() < self.epsilon
-            pick = int(rng.integers(len(remaining))) if explore else 0
-            props.append((1 - self.epsilon) * (pick == 0) + self.epsilon / len(remaining))
-            items.append(remaining.pop(pick))
+            pick = sorted(remaining)[int(rng.integers(len(remaining)))] if explore else remaining[0]   # an item, not a rank
+            props.append((1 - self.epsilon) * (pick == remaining[0]) + self.epsilon / len(remaining))
+            remaining.remove(pick)
+            items.append(pick)
         return Slate(np.array(items, dtype=np.int64), np.array(props))
 
 
@@ -101,7 +109,7 @@ class Softmax:
         return self.pool
 
     def draw(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        pool = candidates(scores, self.pool)
+        pool = drawing_pool(scores, self.pool)
         logits = np.asarray(scores, dtype=np.float64)[pool] / self.temperature
         weights = np.exp(logits - logits.max())
         items, props = [], []
@@ -175,7 +183,7 @@ class Thompson:
         return np.maximum(alpha, TINY), np.maximum(beta, TINY)
 
     def draw(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        pool = candidates(scores, self.pool)
+        pool = drawing_pool(scores, self.pool)
         alpha, beta = self.posterior(scores, pool)
         mass, log_cdf = beta_on_grid(alpha, beta, self.grid)   # once: each position reuses the rows left
         items, props = [], []

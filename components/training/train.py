@@ -32,6 +32,7 @@ from components.models.interest_scorer import ModelScorer
 from components.training.distributed import DistContext, init_distributed
 from components.training.launch import train_on_agents, under_torchrun
 from components.training.seeding import seeded
+from components.training.warm_start import WarmStart, training_rows, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class FitResult:
     seconds: float = 0.0
     stopped_because: str = ""
     param_digests: list[str] = field(default_factory=list)
+    start_valid: float | None = None    # a warm start's weights' validation NDCG@10, before any training
+
+    def selected_lr(self, tp: TrainParams) -> float:
+        """The learning rate the selected weights were trained at (the final pass goes on at it):
+        train.lr for a warm start's own weights (epoch 0)."""
+        return self.history[self.best_epoch - 1]["lr"] if self.best_epoch else tp.lr
 
 
 def training_tensors(train: pd.DataFrame, max_len: int, every_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,26 +189,35 @@ def train_epoch(net: torch.nn.Module, optim: torch.optim.Optimizer, batches: lis
 
 def fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, targets: torch.Tensor,
         text: torch.Tensor | None, known: torch.Tensor, validate: Callable[[InterestModel], dict],
-        ctx: DistContext = DistContext(), device: torch.device = torch.device("cpu")) -> FitResult:
+        ctx: DistContext = DistContext(), device: torch.device = torch.device("cpu"),
+        initial: dict[str, torch.Tensor] | None = None) -> FitResult:
     """Train and keep the weights (the average, with train.weight_average) of the epoch with the
     best validation NDCG@10.
 
     validate(model) -> metrics dict with "ndcg@10"; called on the main process only.
+    initial: the weights to begin from instead of a fresh initialisation (a warm start); they
+    compete as epoch 0.
     """
     with seeded(tp.seed, tp.deterministic, device):
-        return _fit(cfg, tp, inputs, targets, text, known, validate, ctx, device)
+        return _fit(cfg, tp, inputs, targets, text, known, validate, ctx, device, initial)
 
 
 def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, targets: torch.Tensor,
          text: torch.Tensor | None, known: torch.Tensor, validate: Callable[[InterestModel], dict],
-         ctx: DistContext, device: torch.device) -> FitResult:
+         ctx: DistContext, device: torch.device, initial: dict[str, torch.Tensor] | None) -> FitResult:
     model = InterestModel(cfg, text, known).to(device)
+    if initial is not None:
+        model.load_state_dict(initial)
     # buffers (text matrix, known mask) never change: no need to broadcast them every step
     net = DistributedDataParallel(model, broadcast_buffers=False) if ctx.enabled else model
     optim, amp = _optimizer(model, tp.lr, tp, device), _autocast(device)
     average = _weight_average(model, tp, _steps_per_epoch(len(inputs), tp, ctx.world_size))
     result = FitResult(model=model)
-    best_state, bad_epochs, start = None, 0, time.monotonic()
+    best_state, bad_epochs, began = None, 0, time.monotonic()
+    if initial is not None and ctx.is_main:    # the weights as they come: a retraining keeps them unless it beats them
+        result.best_valid = result.start_valid = validate(model.eval())["ndcg@10"]
+        best_state = copy.deepcopy(model.state_dict())
+        log.info("warm start: valid ndcg@10 %.4f before training", result.best_valid)
     gen = torch.Generator().manual_seed(tp.seed)
     lengths = (inputs != 0).sum(1)
     for epoch in range(1, tp.epochs + 1):
@@ -218,7 +234,7 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
             model.eval()
             t1 = time.monotonic()
             record.update({f"valid_{k}": v for k, v in validate(_evaluated(model, average)).items()})
-            record.update(valid_seconds=time.monotonic() - t1, elapsed_seconds=time.monotonic() - start)
+            record.update(valid_seconds=time.monotonic() - t1, elapsed_seconds=time.monotonic() - began)
             score = record["valid_ndcg@10"]
             improved = score > result.best_valid
             if improved:
@@ -226,7 +242,7 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
                 best_state = copy.deepcopy(_evaluated(model, average).state_dict())
             else:
                 bad_epochs += 1
-            elapsed = (time.monotonic() - start) / 60
+            elapsed = (time.monotonic() - began) / 60
             stop = ("patience" if bad_epochs >= tp.patience
                     else "time budget" if tp.max_minutes and elapsed >= tp.max_minutes else "")
             decision = [stop, improved]
@@ -250,7 +266,7 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
         best_state = holder[0]
     if best_state is not None:
         model.load_state_dict(best_state)
-    result.seconds = time.monotonic() - start
+    result.seconds = time.monotonic() - began
     digest = param_digest(model)
     if ctx.enabled:
         gathered: list[str] = [""] * ctx.world_size
@@ -354,14 +370,22 @@ def run(params: Params) -> dict:
     if ctx.is_main:
         log.info("training %s model on %d sequences, %d items, device %s, %d process(es)",
                  cfg.mode, len(inputs), n_items, device, ctx.world_size)
+    text_meta = None if text is None else {k: embedding_meta(params)[k] for k in ("encoder", "encoder_sha256")}
+    rows = training_rows(split.train, split.item_index)
+    warm = (warm_start(model_path(params), InterestModel(cfg, text, known), split.item_index, text_meta, rows)
+            if params.train.warm_start else WarmStart(None, "train.warm_start is off"))
+    if ctx.is_main:
+        log.info("warm start: %s" if warm.state is not None else "a fresh initialisation: %s", warm.reason)
     result = fit(cfg, params.train, inputs, targets, text, known,
-                 validation_fn(split.cases, params.train.eval_batch_size), ctx, device)
+                 validation_fn(split.cases, params.train.eval_batch_size), ctx, device, warm.state)
     summary = {
         "train_seconds": round(result.seconds, 1),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "best_valid_ndcg@10": round(result.best_valid, 6),
         "stopped_because": result.stopped_because,
+        "warm_start": {"used": warm.state is not None, "reason": warm.reason, "carried_items": warm.carried_items,
+                       "valid_ndcg@10_before": result.start_valid and round(result.start_valid, 6)},
         # where the time goes: the pass over the training rows, and the full-catalogue validation
         "seconds_per_epoch": _mean_seconds(result.history, "epoch_seconds"),
         "valid_seconds_per_epoch": _mean_seconds(result.history, "valid_seconds"),
@@ -374,12 +398,12 @@ def run(params: Params) -> dict:
         final = result.model
         if params.train.final_epochs or params.train.final_newest_passes:
             t0, seen = time.monotonic(), known_before(split, "test").train
-            final = final_pass(result.model, params.train, seen, result.history[result.best_epoch - 1]["lr"], device)
+            final = final_pass(result.model, params.train, seen, result.selected_lr(params.train), device)
             summary["final_pass_seconds"] = round(time.monotonic() - t0, 1)
             log.info("final pass with the valid items: %.0fs", summary["final_pass_seconds"])
-        meta = {"config": cfg.to_dict(), "train": summary,
-                "encoder": embedding_meta(params)["encoder"] if text is not None else None}
-        save_checkpoint(model_path(params), result.model, split.item_index, meta)
+        meta = {"config": cfg.to_dict(), "train": summary, "encoder": text_meta and text_meta["encoder"],
+                "text": text_meta}
+        save_checkpoint(model_path(params), result.model, split.item_index, meta, train_rows=rows)
         save_checkpoint(final_model_path(params), final, split.item_index, {**meta, "final_epochs": params.train.final_epochs,
                                                                       "final_newest_passes": params.train.final_newest_passes})
         write_json(summary, params.path(params.train.metrics_file))

@@ -2,7 +2,8 @@
 promoted, asking again promotes nothing twice, and a worse candidate (popularity alone; a model
 trained on shuffled targets) is refused with its figures and reasons recorded (gate.json and the
 candidate's metadata) while production stays. A production version that over-exposes new
-products does not lock out a candidate that gives them their floor share."""
+products does not lock out a candidate that gives them their floor share, nor does a lead on new
+products within the noise of their few cases."""
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from components.core.config.loader import load_params
 from components.core.config.schema import Params
 from components.core.io import read_json, read_parquet, write_json, write_parquet
-from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, gate, not_worse
+from components.deployment.gate import PROMOTED, REFUSED, UNCHANGED, CaseResults, gate, not_worse
 from components.feedback.events import Event
 from components.feedback.store import open_store, sqlite_url
 from components.pipeline import run_step, select_steps
@@ -68,18 +69,39 @@ def test_first_candidate_is_promoted_once_and_a_worse_one_is_refused(own_store):
     assert model_store(params).get(worse).info.metadata["gate"]["decision"] == REFUSED
 
 
+def _results(ndcg: float, cold: float, warm: float, n_cold: int = 1068, n_warm: int = 21295) -> CaseResults:
+    """Per-case results with these means (Beauty's test has 1,068 new-product cases): the hits on
+    the first cases of each kind, so a version with fewer hits misses where the other hits."""
+    hits = [np.arange(n) < round(rate * n) for rate, n in ((cold, n_cold), (warm, n_warm))]
+    return CaseResults(np.full(n_cold + n_warm, ndcg), np.concatenate(hits).astype(float),
+                       np.arange(n_cold + n_warm) < n_cold)
+
+
 def test_new_products_pass_at_their_floor_share_even_below_an_over_exposing_production():
     """Production gives new products more places than the floor at warm items' cost (figures shaped
     like a real refusal's: a better candidate was refused on new-product recall alone)."""
     params = load_params(ROOT / "params.yaml", environ={})
-    production = {"ndcg@10": 0.0560, "cold_recall@10": 0.0815, "warm_recall@10": 0.0980}
-    fair = {"ndcg@10": 0.0619, "cold_recall@10": 0.0552, "warm_recall@10": 0.1070}
-    assert fair["cold_recall@10"] < production["cold_recall@10"] * (1 - params.gate.cold_recall_tolerance)
+    production = _results(0.0560, cold=0.0815, warm=0.0980)
+    fair = _results(0.0619, cold=0.0552, warm=0.1070)
+    assert fair.figures()["cold_recall@10"] < production.figures()["cold_recall@10"] * (1 - params.gate.cold_recall_tolerance)
     assert not_worse(fair, production, params) == (True, [])
-    starved = {**fair, "cold_recall@10": 0.4 * fair["warm_recall@10"]}
+    starved = _results(0.0619, cold=0.4 * 0.1070, warm=0.1070)
     passed, reasons = not_worse(starved, production, params)
     assert not passed and len(reasons) == 1 and reasons[0].startswith("cold_recall@10") and "warm-target" in reasons[0]
-    assert not_worse(starved, {**production, "cold_recall@10": 0.044}, params) == (True, [])
+    assert "beyond the noise of 1068 cases" in reasons[0]
+    assert not_worse(starved, _results(0.0560, cold=0.044, warm=0.0980), params) == (True, [])
+
+
+def test_a_lead_on_new_products_within_the_noise_of_their_cases_refuses_nothing():
+    """A retraining's gate on a 5,000-shopper sample (make demo-loop): 237 new-product cases,
+    production 3 hits, the candidate 1, both far below their floor share. Noise passes; the same
+    rates over 20 times the cases do not."""
+    params = load_params(ROOT / "params.yaml", environ={})
+    production, candidate = (_results(0.0284, cold=hits / 237, warm=0.0538, n_cold=237, n_warm=4570) for hits in (3, 1))
+    assert not_worse(candidate, production, params) == (True, [])
+    production, candidate = (_results(0.0284, cold=hits / 237, warm=0.0538, n_cold=20 * 237, n_warm=4570) for hits in (3, 1))
+    passed, reasons = not_worse(candidate, production, params)
+    assert not passed and "beyond the noise of 4740 cases" in reasons[0]
 
 
 def test_a_model_trained_on_shuffled_targets_is_refused(own_store, prepared_sample, tmp_path):

@@ -104,6 +104,7 @@ class TrainParams(Section):
     weight_average_max_epochs: float = Field(gt=0)
     seed: int
     deterministic: bool
+    warm_start: bool
     device: str
     eval_batch_size: int = Field(gt=0)
     final_epochs: int = Field(ge=0)
@@ -215,6 +216,9 @@ class GateParams(Section):
     ndcg_tolerance: float = Field(ge=0, lt=1)
     cold_recall_tolerance: float = Field(ge=0, lt=1)
     cold_warm_floor: float = Field(ge=0, le=1)
+    alpha: float = Field(gt=0, lt=1)
+    bootstrap: int = Field(gt=0)
+    seed: int
     cases: int = Field(ge=0)
     ope_slates: int = Field(gt=0)
     ope_min_support: float = Field(ge=0, le=1)

@@ -1,0 +1,42 @@
+"""The train step on the prepared sample as the closed loop runs it: on a new data version it
+starts from the model it selected on the version before; on the same data again it trains
+afresh and gives the model a first run gives."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from components.core.config.loader import load_params
+from components.core.io import read_parquet, write_parquet
+from components.data.split import split_paths
+from components.pipeline import run_step
+from tests.conftest import derived_params
+
+pytestmark = pytest.mark.model
+
+
+def test_a_new_data_version_trains_on_from_the_selected_model(prepared_sample, tmp_path):
+    p = prepared_sample
+    earlier = tmp_path / "split_v1"       # the version before: each shopper's newest training interaction not yet there
+    shutil.copytree(p.path(p.split.out_dir), earlier)
+    train_file = earlier / split_paths(p)["train"].name
+    train = read_parquet(train_file)
+    newest = train.groupby("user")["position"].transform("max")
+    write_parquet(train[(train["position"] < newest) | (newest == 0)], train_file)
+
+    first = run_step("train", load_params(derived_params(p, tmp_path, split={"out_dir": str(earlier)}),
+                                          environ={}))
+    assert first["warm_start"]["used"] is False and "no selected model" in first["warm_start"]["reason"]
+
+    params = load_params(derived_params(p, tmp_path), environ={})
+    warm = run_step("train", params)
+    n_items = len(read_parquet(split_paths(p)["item_index"]))
+    assert warm["warm_start"]["used"] is True and warm["warm_start"]["carried_items"] == n_items
+    assert warm["best_valid_ndcg@10"] >= warm["warm_start"]["valid_ndcg@10_before"] > first["best_valid_ndcg@10"] / 2
+
+    again = run_step("train", params)
+    assert again["warm_start"]["used"] is False and "same interactions" in again["warm_start"]["reason"]
+    fresh = run_step("train", load_params(derived_params(p, tmp_path / "fresh", train={"warm_start": False}),
+                                          environ={}))
+    assert again["param_digests"] == fresh["param_digests"] != warm["param_digests"]
