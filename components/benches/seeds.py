@@ -39,7 +39,8 @@ def seed_runs(params: Params, params_file: Path) -> list[SeedRun]:
         if seed != params.train.seed:
             folder = params.path(params.benchmark.seeds_dir) / str(seed)
             runs.append(SeedRun(seed, derive_params(params_file, folder,
-                                                    {"train": {"seed": seed}, "coldstart": {"seed": seed}})))
+                                                    {"train": {"seed": seed, "warm_start": False},   # fresh trainings
+                                                     "coldstart": {"seed": seed}})))
     return runs
 
 

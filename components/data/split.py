@@ -55,8 +55,7 @@ def build_item_index(items: pd.DataFrame, interactions: pd.DataFrame, cold_fract
                      seed: int) -> pd.DataFrame:
     ids = np.sort(pd.concat([items["item"], interactions["item"]]).dropna().unique().astype(str))
     index = pd.DataFrame({"item": ids, "item_idx": np.arange(1, len(ids) + 1, dtype=np.int64)})
-    seen = index["item"].isin(set(interactions["item"].dropna().astype(str)))   # only items with interactions
-    index["is_cold"] = seen.to_numpy() & held_out_by_hash(ids, cold_fraction, seed)
+    index["is_cold"] = held_out_by_hash(ids, cold_fraction, seed)   # its id alone: not whether it has interactions yet
     return index
 
 

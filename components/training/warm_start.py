@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from components.core.errors import InterestError
 from components.models.checkpoint import load_checkpoint
 from components.models.interest_model import InterestModel
 
@@ -54,7 +55,10 @@ def warm_start(path: Path, model: InterestModel, item_index: pd.DataFrame, text_
     item_index, trained on `rows`), or why it cannot be."""
     if not path.is_file():
         return WarmStart(None, "no selected model from an earlier run")
-    previous, info = load_checkpoint(path)
+    try:
+        previous, info = load_checkpoint(path)
+    except (InterestError, RuntimeError, TypeError, KeyError) as exc:   # a checkpoint of older code
+        return WarmStart(None, f"the earlier model could not be read ({exc})")
     meta, before = info["meta"], info["train_rows"]
     shape = {k: v for k, v in model.cfg.to_dict().items() if k != "n_items"}
     if {k: v for k, v in previous.cfg.to_dict().items() if k != "n_items"} != shape:
@@ -83,7 +87,7 @@ def warm_start(path: Path, model: InterestModel, item_index: pd.DataFrame, text_
                  if item in row_before]
         weight = torch.zeros_like(state["item_id.weight"])
         if pairs:
-            now, before = (torch.tensor(col) for col in zip(*pairs))
-            weight[now] = previous.item_id.weight.detach()[before].to(weight.device)
+            rows_now, rows_then = (torch.tensor(col) for col in zip(*pairs))
+            weight[rows_now] = previous.item_id.weight.detach()[rows_then].to(weight.device)
         state["item_id.weight"], carried = weight, len(pairs)
     return WarmStart(state, f"from {path.name}: {carried} of {len(item_index)} items carried over", carried)
