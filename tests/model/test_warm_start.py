@@ -14,6 +14,7 @@ from components.pipeline import run_step
 from tests.conftest import derived_params
 
 pytestmark = pytest.mark.model
+SHORT = {"epochs": 4, "patience": 4, "final_epochs": 0, "final_newest_passes": 0}   # what is checked is where weights come from
 
 
 def test_a_new_data_version_trains_on_from_the_selected_model(prepared_sample, tmp_path):
@@ -25,11 +26,11 @@ def test_a_new_data_version_trains_on_from_the_selected_model(prepared_sample, t
     newest = train.groupby("user")["position"].transform("max")
     write_parquet(train[(train["position"] < newest) | (newest == 0)], train_file)
 
-    first = run_step("train", load_params(derived_params(p, tmp_path, split={"out_dir": str(earlier)}),
+    first = run_step("train", load_params(derived_params(p, tmp_path, split={"out_dir": str(earlier)}, train=SHORT),
                                           environ={}))
     assert first["warm_start"]["used"] is False and "no selected model" in first["warm_start"]["reason"]
 
-    params = load_params(derived_params(p, tmp_path), environ={})
+    params = load_params(derived_params(p, tmp_path, train=SHORT), environ={})
     warm = run_step("train", params)
     n_items = len(read_parquet(split_paths(p)["item_index"]))
     assert warm["warm_start"]["used"] is True and warm["warm_start"]["carried_items"] == n_items
@@ -38,6 +39,6 @@ def test_a_new_data_version_trains_on_from_the_selected_model(prepared_sample, t
 
     again = run_step("train", params)
     assert again["warm_start"]["used"] is False and "same interactions" in again["warm_start"]["reason"]
-    fresh = run_step("train", load_params(derived_params(p, tmp_path / "fresh", train={"warm_start": False}),
+    fresh = run_step("train", load_params(derived_params(p, tmp_path / "fresh", train={**SHORT, "warm_start": False}),
                                           environ={}))
     assert again["param_digests"] == fresh["param_digests"] != warm["param_digests"]
