@@ -370,7 +370,8 @@ def run(params: Params) -> dict:
     if ctx.is_main:
         log.info("training %s model on %d sequences, %d items, device %s, %d process(es)",
                  cfg.mode, len(inputs), n_items, device, ctx.world_size)
-    text_meta = None if text is None else {k: embedding_meta(params)[k] for k in ("encoder", "encoder_sha256")}
+    text_meta = None if text is None else {k: v for k, v in embedding_meta(params).items()
+                                           if k in ("encoder", "encoder_sha256")}   # meta.json read once
     rows = training_rows(split.train, split.item_index)
     warm = (warm_start(model_path(params), InterestModel(cfg, text, known), split.item_index, text_meta, rows)
             if params.train.warm_start else WarmStart(None, "train.warm_start is off"))
