@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol, get_args
 
 import numpy as np
+from scipy.special import betaincinv
 
 from components.core.config.schema import PolicyName
 
@@ -155,6 +156,13 @@ def prob_highest(alpha: np.ndarray, beta: np.ndarray, grid: int) -> np.ndarray:
     return highest(*beta_on_grid(alpha, beta, grid))
 
 
+def beta_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One Beta(alpha_i, beta_i) draw each, by the inverse cdf of one uniform each: the draws move
+    continuously with the parameters. rng.beta's rejection sampling takes as many uniforms as its
+    tries, so a parameter 5e-6 away (a kept row's float rounding) could shift every later draw."""
+    return betaincinv(alpha, beta, rng.random(len(alpha)))
+
+
 @dataclass(frozen=True)
 class Thompson:
     """Each pool item's click rate has a Beta posterior: a prior from its score, worth
@@ -190,7 +198,7 @@ class Thompson:
         alive = np.ones(len(pool), dtype=bool)
         while alive.any() and len(items) < k:
             live = np.flatnonzero(alive)
-            at = int(np.argmax(rng.beta(alpha[live], beta[live])))
+            at = int(np.argmax(beta_draws(alpha[live], beta[live], rng)))
             props.append(highest(mass[live], log_cdf[live])[at])
             items.append(pool[live[at]])
             alive[live[at]] = False
