@@ -12,6 +12,8 @@ from filelock import FileLock
 from components.core.config.loader import derive_params, load_params
 from components.core.config.overrides import merge_overrides
 from components.core.config.schema import Params
+from components.core.io import read_parquet, write_parquet
+from components.data.split import split_paths
 from components.pipeline import run_step, select_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +109,17 @@ def derived_params(prepared: Params, dest: Path, **overrides: dict) -> Path:
     }
     merge_overrides(sections, overrides)
     return write_params(dest, **sections)
+
+
+def earlier_split(prepared: Params, dest: Path) -> Path:
+    """A copy of the prepared sample's split as the data version before it: each shopper's newest
+    training interaction not yet there (a shopper with one keeps it)."""
+    shutil.copytree(prepared.path(prepared.split.out_dir), dest)
+    train_file = dest / split_paths(prepared)["train"].name
+    train = read_parquet(train_file)
+    newest = train.groupby("user")["position"].transform("max")
+    write_parquet(train[(train["position"] < newest) | (newest == 0)], train_file)
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ from components.data.split import load_split
 from components.features.embeddings import load_item_embeddings
 from components.models.interest_model import InterestModel
 from components.models.interest_scorer import ModelScorer
+from components.pipeline import run_step
 from components.training.train import fit, model_config, training_tensors
-from tests.conftest import derived_params
+from tests.conftest import derived_params, earlier_split
 
 pytestmark = pytest.mark.model
 BIN = Path(sys.executable).parent
@@ -67,18 +68,25 @@ def test_training_is_seeded_and_deterministic_on_cpu(prepared_sample):
 
 
 @pytest.mark.e2e
-def test_two_torchrun_nodes_train_in_lock_step(prepared_sample, tmp_path):
+def test_two_torchrun_nodes_train_in_lock_step_from_the_carried_model(prepared_sample, tmp_path):
     """train.processes 2: the train step starts two torchrun agents, each a node of one process,
-    meeting at a c10d rendezvous on localhost, as two machines of a cluster would; every rank ends
-    with the same parameters and rank 0 writes the outputs once."""
-    params_file = derived_params(prepared_sample, tmp_path, train={"epochs": 3, "patience": 3, "max_minutes": 0,
-                                                                   "processes": 2, "agents_dir": str(tmp_path / "agents")})
+    meeting at a c10d rendezvous on localhost, as two machines of a cluster would; on a new data
+    version both start from the model selected on the version before (each rank reads the same
+    file); every rank ends with the same parameters and rank 0 writes the outputs once."""
+    quick = {"epochs": 3, "patience": 3, "max_minutes": 0}
+    earlier = derived_params(prepared_sample, tmp_path, split={"out_dir": str(earlier_split(prepared_sample, tmp_path / "v1"))},
+                             train={**quick, "final_epochs": 0, "final_newest_passes": 0})
+    first = run_step("train", load_params(earlier, environ={}))
+    params_file = derived_params(prepared_sample, tmp_path, train={**quick, "processes": 2,
+                                                                   "agents_dir": str(tmp_path / "agents")})
     proc = subprocess.run([str(BIN / "interest"), "train", "--params", str(params_file)], capture_output=True, text=True,
                           timeout=900, cwd=tmp_path, env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     params = load_params(params_file)
     summary = read_json(params.path(params.train.metrics_file))
     assert summary["processes"] == 2 and len(summary["param_digests"]) == 2 and len(set(summary["param_digests"])) == 1
+    assert summary["warm_start"]["used"] is True
+    assert summary["warm_start"]["valid_ndcg@10_before"] == pytest.approx(first["best_valid_ndcg@10"], abs=1e-6)
     assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["agent0.log", "agent1.log"]
     assert params.path(params.train.model_file).is_file()
 

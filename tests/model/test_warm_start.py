@@ -3,15 +3,13 @@ starts from the model it selected on the version before; on the same data again 
 afresh and gives the model a first run gives."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from components.core.config.loader import load_params
-from components.core.io import read_parquet, write_parquet
+from components.core.io import read_parquet
 from components.data.split import split_paths
 from components.pipeline import run_step
-from tests.conftest import derived_params
+from tests.conftest import derived_params, earlier_split
 
 pytestmark = pytest.mark.model
 SHORT = {"epochs": 4, "patience": 4, "final_epochs": 0, "final_newest_passes": 0}   # what is checked is where weights come from
@@ -19,13 +17,7 @@ SHORT = {"epochs": 4, "patience": 4, "final_epochs": 0, "final_newest_passes": 0
 
 def test_a_new_data_version_trains_on_from_the_selected_model(prepared_sample, tmp_path):
     p = prepared_sample
-    earlier = tmp_path / "split_v1"       # the version before: each shopper's newest training interaction not yet there
-    shutil.copytree(p.path(p.split.out_dir), earlier)
-    train_file = earlier / split_paths(p)["train"].name
-    train = read_parquet(train_file)
-    newest = train.groupby("user")["position"].transform("max")
-    write_parquet(train[(train["position"] < newest) | (newest == 0)], train_file)
-
+    earlier = earlier_split(p, tmp_path / "split_v1")
     first = run_step("train", load_params(derived_params(p, tmp_path, split={"out_dir": str(earlier)}, train=SHORT),
                                           environ={}))
     assert first["warm_start"]["used"] is False and "no selected model" in first["warm_start"]["reason"]
