@@ -377,6 +377,10 @@ def run(params: Params) -> dict:
             if params.train.warm_start else WarmStart(None, "train.warm_start is off"))
     if ctx.is_main:
         log.info("warm start: %s" if warm.state is not None else "a fresh initialisation: %s", warm.reason)
+    used_by_rank = [warm.state is not None]   # each rank decides from its own read of the file
+    if ctx.enabled:
+        used_by_rank = [False] * ctx.world_size
+        dist.all_gather_object(used_by_rank, warm.state is not None)
     result = fit(cfg, params.train, inputs, targets, text, known,
                  validation_fn(split.cases, params.train.eval_batch_size), ctx, device, warm.state)
     summary = {
@@ -385,7 +389,8 @@ def run(params: Params) -> dict:
         "epochs_run": len(result.history),
         "best_valid_ndcg@10": round(result.best_valid, 6),
         "stopped_because": result.stopped_because,
-        "warm_start": {"used": warm.state is not None, "reason": warm.reason, "carried_items": warm.carried_items,
+        "warm_start": {"used": warm.state is not None, "used_by_rank": used_by_rank, "reason": warm.reason,
+                       "carried_items": warm.carried_items,
                        "valid_ndcg@10_before": result.start_valid and round(result.start_valid, 6)},
         # where the time goes: the pass over the training rows, and the full-catalogue validation
         "seconds_per_epoch": _mean_seconds(result.history, "epoch_seconds"),

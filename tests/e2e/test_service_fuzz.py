@@ -33,6 +33,9 @@ def cluster(served_sample, tmp_path_factory) -> Iterator[Cluster]:
     started = start_cluster(params, port=0, workers=WORKERS, env=env, folder=folder / "cluster")
     yield started
     started.stop()
+    for i in range(WORKERS):   # nothing went wrong between the phases' reads or while stopping
+        log = (started.folder / f"worker{i}.log").read_text()
+        assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
 
 @pytest.mark.parametrize("token", [TOKEN, None], ids=["with-token", "without-token"])

@@ -85,7 +85,7 @@ def test_two_torchrun_nodes_train_in_lock_step_from_the_carried_model(prepared_s
     params = load_params(params_file)
     summary = read_json(params.path(params.train.metrics_file))
     assert summary["processes"] == 2 and len(summary["param_digests"]) == 2 and len(set(summary["param_digests"])) == 1
-    assert summary["warm_start"]["used"] is True
+    assert summary["warm_start"]["used_by_rank"] == [True, True]   # DDP would copy rank 0's weights over a fresh rank 1
     assert summary["warm_start"]["valid_ndcg@10_before"] == pytest.approx(first["best_valid_ndcg@10"], abs=1e-6)
     assert sorted(p.name for p in (tmp_path / "agents").iterdir()) == ["agent0.log", "agent1.log"]
     assert params.path(params.train.model_file).is_file()

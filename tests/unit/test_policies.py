@@ -7,7 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from components.serving.policies import EpsilonGreedy, Greedy, Softmax, Thompson, candidates, prob_highest
+from scipy import stats
+
+from components.serving.policies import EpsilonGreedy, Greedy, Softmax, Thompson, beta_draws, candidates, prob_highest
 
 SCORES = np.array([-np.inf, 2.0, 1.5, 1.4, 0.3, -0.5, -np.inf, 0.9])   # 0 = padding, 6 = hidden
 DRAWS = 6000
@@ -89,3 +91,16 @@ def test_probability_of_being_highest_matches_draws_for_a_served_pool(most_shows
     p, n = prob_highest(alpha, beta, grid=512), 200_000
     frequency = np.bincount(rng.beta(alpha, beta, size=(n, 50)).argmax(1), minlength=50) / n
     assert all(close(f, q, n) for f, q in zip(frequency, p)), np.abs(frequency - p).max()
+
+
+@pytest.mark.parametrize("alpha, beta", [(2.0, 30.0), (4_000.0, 96_000.0), (0.5, 0.5)])
+def test_thompsons_beta_draws_follow_the_distribution_and_take_one_uniform_each(alpha, beta):
+    """Wide, narrow (an item shown for months) and U-shaped posteriors: the draws are Beta draws,
+    and parameters however different take the same uniforms from the stream (rng.beta's rejection
+    sampling took as many as its tries), so a slate cannot shift with a prior's float rounding."""
+    draws = beta_draws(np.full(20_000, alpha), np.full(20_000, beta), np.random.default_rng(0))
+    assert stats.kstest(draws, stats.beta(alpha, beta).cdf).pvalue > 1e-3
+    streams = [np.random.default_rng(5) for _ in range(2)]
+    beta_draws(np.full(50, alpha), np.full(50, beta), streams[0])
+    beta_draws(np.full(50, 3 * alpha), np.full(50, beta / 3), streams[1])
+    assert streams[0].random() == streams[1].random()
