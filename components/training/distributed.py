@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from components.core.device import select_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,14 @@ class DistContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's value, by rank ([value] in one process): what each rank found for itself."""
+        if not self.enabled:
+            return [value]
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
 
 
 def init_distributed(device_pref: str) -> tuple[DistContext, torch.device]:

@@ -267,13 +267,7 @@ def _fit(cfg: InterestModelConfig, tp: TrainParams, inputs: torch.Tensor, target
     if best_state is not None:
         model.load_state_dict(best_state)
     result.seconds = time.monotonic() - began
-    digest = param_digest(model)
-    if ctx.enabled:
-        gathered: list[str] = [""] * ctx.world_size
-        dist.all_gather_object(gathered, digest)
-        result.param_digests = gathered
-    else:
-        result.param_digests = [digest]
+    result.param_digests = ctx.gather(param_digest(model))
     return result
 
 
@@ -377,10 +371,7 @@ def run(params: Params) -> dict:
             if params.train.warm_start else WarmStart(None, "train.warm_start is off"))
     if ctx.is_main:
         log.info("warm start: %s" if warm.state is not None else "a fresh initialisation: %s", warm.reason)
-    used_by_rank = [warm.state is not None]   # each rank decides from its own read of the file
-    if ctx.enabled:
-        used_by_rank = [False] * ctx.world_size
-        dist.all_gather_object(used_by_rank, warm.state is not None)
+    used_by_rank = ctx.gather(warm.state is not None)   # each rank decides from its own read of the file
     result = fit(cfg, params.train, inputs, targets, text, known,
                  validation_fn(split.cases, params.train.eval_batch_size), ctx, device, warm.state)
     summary = {
