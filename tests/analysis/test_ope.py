@@ -55,7 +55,8 @@ def test_estimators_equal_the_open_bandit_pipeline():
 
 
 def test_on_open_bandit_the_random_logs_estimate_thompson_samplings_ctr(tmp_path, mirror_dir):
-    params = load_params(ROOT / "params.yaml", environ={"INTEREST__OPE__METRICS_FILE": str(tmp_path / "ope.json"),
+    params = load_params(ROOT / "params.yaml", environ={"INTEREST__DATA__MIRROR_DIR": str(mirror_dir),
+                                                        "INTEREST__OPE__METRICS_FILE": str(tmp_path / "ope.json"),
                                                         "INTEREST__OPE__BOOTSTRAP": "200"})
     result = ope_check(params)
     assert read_json(tmp_path / "ope.json") == result
