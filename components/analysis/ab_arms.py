@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from statsmodels.stats.power import NormalIndPower
+from scipy.optimize import brentq
+from scipy.special import ndtr, ndtri
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize, proportions_ztest
 
 from components.core.config.schema import ABParams, Params, PrivacyParams
@@ -72,11 +73,21 @@ def interval(successes: int, trials: int, alpha: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _detectable_x(cfg: ABParams) -> float:
+    """h * sqrt(n) at which a two-sided z test at cfg.alpha rejects with probability cfg.power (h
+    Cohen's h, n = 1 / (1/n_control + 1/n_arm)): the normal power equation with both tails, as
+    statsmodels' NormalIndPower has it, solved in microseconds (its solve_power takes 13 ms). The
+    closed form z(1 - alpha/2) + z(power) leaves out the opposite tail, so the root lies below it."""
+    z = float(ndtri(1 - cfg.alpha / 2))
+    closed = z + float(ndtri(cfg.power))
+    return brentq(lambda x: ndtr(x - z) + ndtr(-x - z) - cfg.power, 0.0, closed, xtol=1e-12)
+
+
 def minimum_detectable_lift(rate: float, n_control: int, n_arm: int, cfg: ABParams) -> float | None:
     """The relative lift over `rate` a two-sided test at cfg.alpha detects with cfg.power."""
     if not (0 < rate < 1) or min(n_control, n_arm) == 0:
         return None
-    h = NormalIndPower().solve_power(nobs1=n_control, ratio=n_arm / n_control, alpha=cfg.alpha, power=cfg.power)
+    h = _detectable_x(cfg) * math.sqrt(1 / n_control + 1 / n_arm)
     lifted = math.sin(min(math.asin(math.sqrt(rate)) + h / 2, math.pi / 2)) ** 2   # Cohen's h back to a rate
     return lifted / rate - 1
 
@@ -86,7 +97,7 @@ def needed_per_arm(rate: float, cfg: ABParams) -> int | None:
     if not (0 < rate < 1) or target >= 1:
         return None
     h = abs(proportion_effectsize(target, rate))
-    return int(math.ceil(NormalIndPower().solve_power(effect_size=h, alpha=cfg.alpha, power=cfg.power, ratio=1.0)))
+    return int(math.ceil(2 * (_detectable_x(cfg) / h) ** 2))   # equal arms: n = n_arm / 2
 
 
 def compare(counts: pd.DataFrame, cfg: ABParams) -> list[Comparison]:

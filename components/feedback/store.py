@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
@@ -215,7 +214,7 @@ class FeedbackStore:
             rows = []
             for e in (e for b in batches for e in b):
                 position, propensity, model_tag = shown.get((e.request_id, e.item), (None, None, None))
-                rows.append({**asdict(e), "position": position, "propensity": propensity,
+                rows.append({**vars(e), "position": position, "propensity": propensity,
                              "model_tag": model_tag, "received_at": now})
             inserted = {event_id: int(row_id) for event_id, row_id in connection.execute(
                 self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
@@ -266,24 +265,27 @@ class FeedbackStore:
         columns = [c for c in events.c if c.name != "id"]
         query = (select(*columns).where(events.c.received_at >= since, events.c.received_at < until)
                  .order_by(events.c.received_at, events.c.id))
-        with self.engine.connect() as connection:
-            return pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in columns])
+        return self._frame(query, columns)
 
     def slates_between(self, since: float, until: float) -> pd.DataFrame:
         """Slates served in [since, until), oldest first; `items` as [[item, score, propensity], ...]."""
         self.flush()
         query = (select(*slates.c).where(slates.c.served_at >= since, slates.c.served_at < until)
                  .order_by(slates.c.served_at))
-        with self.engine.connect() as connection:
-            return pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in slates.c])
+        return self._frame(query, slates.c)
 
     def newest_shopper_slates(self, n: int) -> pd.DataFrame:
         """The n newest slates served to a known shopper, oldest first (as slates_between)."""
         self.flush()
         query = (select(*slates.c).where(slates.c.user.is_not(None)).order_by(slates.c.served_at.desc()).limit(n))
+        return self._frame(query, slates.c).iloc[::-1].reset_index(drop=True)
+
+    def _frame(self, query, columns) -> pd.DataFrame:
+        """The query's rows as a frame. Rows become plain tuples first: pandas asks each row object
+        for namedtuple attributes, and a SQLAlchemy row answers a missing one by raising inside."""
         with self.engine.connect() as connection:
-            rows = pd.DataFrame(connection.execute(query).all(), columns=[c.name for c in slates.c])
-        return rows.iloc[::-1].reset_index(drop=True)
+            rows = [tuple(row) for row in connection.execute(query)]
+        return pd.DataFrame(rows, columns=[c.name for c in columns])
 
     def forget(self, user: str) -> dict[str, int]:
         """Delete every event and served slate of a (pseudonymised) shopper in one transaction: the

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.analysis.ab_arms import ab_report, compare
+from components.analysis.ab_arms import ab_report, compare, minimum_detectable_lift, needed_per_arm
 from components.core.config.loader import load_params
 from components.feedback.events import CLICK, IMPRESSION, PURCHASE, Event
 from components.feedback.store import FeedbackStore, sqlite_url
@@ -97,3 +97,21 @@ def test_little_traffic_is_too_early_to_call():
     params = load_params(ROOT / "params.yaml", environ={})
     [ctr, _] = compare(counts((20, 35), 500), params.ab)
     assert ctr.early and ctr.needed_per_arm > 500 and ctr.mde_relative > params.ab.min_relative_effect
+
+
+@pytest.mark.parametrize(("alpha", "power"), [(0.05, 0.8), (0.01, 0.9), (0.2, 0.5)])
+def test_the_power_equation_is_solved_as_statsmodels_solves_it(alpha, power):
+    """Both tails counted, as statsmodels' NormalIndPower does: at alpha .2, power .5 the closed
+    form without the opposite tail asks 2% more traffic."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+    cfg = load_params(ROOT / "params.yaml", environ={}).ab.model_copy(update={"alpha": alpha, "power": power})
+    solver = NormalIndPower()
+    for rate in (0.01, 0.05, 0.3):
+        h = abs(proportion_effectsize(rate * (1 + cfg.min_relative_effect), rate))
+        exact = solver.solve_power(effect_size=h, alpha=alpha, power=power, ratio=1.0)
+        assert needed_per_arm(rate, cfg) == np.ceil(exact)
+        for n_control, n_arm in ((1_000, 1_000), (40_000, 10_000)):
+            h = solver.solve_power(nobs1=n_control, ratio=n_arm / n_control, alpha=alpha, power=power)
+            lifted = np.sin(np.arcsin(np.sqrt(rate)) + h / 2) ** 2
+            assert minimum_detectable_lift(rate, n_control, n_arm, cfg) == pytest.approx(lifted / rate - 1, rel=1e-4)   # its root-finding tolerance

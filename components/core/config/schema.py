@@ -317,6 +317,12 @@ class ABParams(Section):
     metrics_file: Path
     report_file: Path
 
+    @model_validator(mode="after")
+    def _power_above_alpha(self) -> "ABParams":
+        if self.power <= self.alpha:
+            raise ValueError("ab.power must be above ab.alpha: a test rejects with probability alpha when arms are equal")
+        return self
+
 
 class SentimentParams(Section):
     negative_max: float
