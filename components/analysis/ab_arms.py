@@ -77,10 +77,16 @@ def _detectable_x(cfg: ABParams) -> float:
     """h * sqrt(n) at which a two-sided z test at cfg.alpha rejects with probability cfg.power (h
     Cohen's h, n = 1 / (1/n_control + 1/n_arm)): the normal power equation with both tails, as
     statsmodels' NormalIndPower has it, solved in microseconds (its solve_power takes 13 ms). The
-    closed form z(1 - alpha/2) + z(power) leaves out the opposite tail, so the root lies below it."""
-    z = float(ndtri(1 - cfg.alpha / 2))
-    closed = z + float(ndtri(cfg.power))
-    return brentq(lambda x: ndtr(x - z) + ndtr(-x - z) - cfg.power, 0.0, closed, xtol=1e-12)
+    closed form z(1 - alpha/2) + z(power) leaves out the opposite tail, so the root lies below it;
+    the bracket ends one above it, where the power exceeds cfg.power beyond rounding."""
+    z = -float(ndtri(cfg.alpha / 2))   # not ndtri(1 - alpha/2): 1 - a tiny alpha rounds to 1
+
+    def excess(x: float) -> float:
+        return float(ndtr(x - z) + ndtr(-x - z)) - cfg.power
+
+    if excess(0.0) >= 0:   # power within rounding of alpha: any difference is detectable
+        return 0.0
+    return brentq(excess, 0.0, z + float(ndtri(cfg.power)) + 1.0, xtol=1e-12)
 
 
 def minimum_detectable_lift(rate: float, n_control: int, n_arm: int, cfg: ABParams) -> float | None:

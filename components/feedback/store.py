@@ -281,8 +281,8 @@ class FeedbackStore:
         return self._frame(query, slates.c).iloc[::-1].reset_index(drop=True)
 
     def _frame(self, query, columns) -> pd.DataFrame:
-        """The query's rows as a frame. Rows become plain tuples first: pandas asks each row object
-        for namedtuple attributes, and a SQLAlchemy row answers a missing one by raising inside."""
+        """The query's rows as a frame. Rows become plain tuples first: pandas probes each row for
+        array attributes (dtype, ndim, _typ), and a SQLAlchemy row answers each miss by raising inside."""
         with self.engine.connect() as connection:
             rows = [tuple(row) for row in connection.execute(query)]
         return pd.DataFrame(rows, columns=[c.name for c in columns])
