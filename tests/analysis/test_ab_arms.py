@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import proportion_effectsize
 
 from components.analysis.ab_arms import ab_report, compare, minimum_detectable_lift, needed_per_arm
 from components.core.config.loader import load_params
@@ -104,8 +106,6 @@ def test_the_power_equation_is_solved_as_statsmodels_solves_it(alpha, power):
     """Both tails counted, as statsmodels' NormalIndPower does: at alpha .2, power .5 the closed
     form without the opposite tail asks 2% more traffic. The last two settings once left the root
     finder a bracket of rounding noise."""
-    from statsmodels.stats.power import NormalIndPower
-    from statsmodels.stats.proportion import proportion_effectsize
     cfg = load_params(ROOT / "params.yaml", environ={}).ab.model_copy(update={"alpha": alpha, "power": power})
     solver = NormalIndPower()
     for rate in (0.01, 0.05, 0.3):

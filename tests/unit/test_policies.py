@@ -6,7 +6,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
 from scipy import stats
 
 from components.serving.policies import EpsilonGreedy, Greedy, Softmax, Thompson, beta_draws, candidates, prob_highest
